@@ -1,0 +1,69 @@
+"""Peak resident memory of one BPT3C training step on one document, in a fresh process.
+
+Usage: python benchmarks/peak_memory.py LENGTH [--batch B] [--emb E] [--hidden H] [--layers N]
+Prints a JSON line: {"length", "baseline_mb", "peak_mb", "step_mb"} where step_mb = peak - baseline, the
+memory the training step itself added (baseline: model, optimizer state and a warm-up step on a tiny batch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+
+import torch
+
+from hf_bpt3c import AwdLstmConfig, AwdLstmForSequenceClassification
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("length", type=int)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--emb", type=int, default=64)
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=3)
+    parser.add_argument("--vocab", type=int, default=1000)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    config = AwdLstmConfig.for_classification(
+        vocab_size=args.vocab, embedding_size=args.emb, hidden_size=args.hidden, num_hidden_layers=args.layers
+    )
+    model = AwdLstmForSequenceClassification(config).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    labels = torch.zeros(args.batch, dtype=torch.long)
+
+    def step(length: int) -> None:
+        ids = torch.randint(9, args.vocab, (args.batch, length))
+        model(ids, labels=labels).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    step(config.bptt)  # allocate optimizer state and warm the allocator
+    baseline = max(rss_mb(), peak_rss_mb())
+    step(args.length)
+    peak = peak_rss_mb()
+    print(
+        json.dumps(
+            {
+                "length": args.length,
+                "baseline_mb": round(baseline, 1),
+                "peak_mb": round(peak, 1),
+                "step_mb": round(peak - baseline, 1),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+"""hf_bpt3c: ULMFiT's AWD-LSTM and its BPT3C long-document classifier as Hugging Face Transformers models.
+
+Importing the package registers every class with the transformers Auto classes.
+"""
+
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+)
+
+from .configuration_awd_lstm import AwdLstmConfig
+from .modeling_awd_lstm import (
+    AwdLstmCausalLMOutput,
+    AwdLstmForCausalLM,
+    AwdLstmForSequenceClassification,
+    AwdLstmModel,
+    AwdLstmOutput,
+    AwdLstmPreTrainedModel,
+)
+
+AutoConfig.register(AwdLstmConfig.model_type, AwdLstmConfig, exist_ok=True)
+AutoModel.register(AwdLstmConfig, AwdLstmModel, exist_ok=True)
+AutoModelForCausalLM.register(AwdLstmConfig, AwdLstmForCausalLM, exist_ok=True)
+AutoModelForSequenceClassification.register(AwdLstmConfig, AwdLstmForSequenceClassification, exist_ok=True)
+
+__version__ = "0.1.0"
+__all__ = [
+    "AwdLstmConfig",
+    "AwdLstmModel",
+    "AwdLstmForCausalLM",
+    "AwdLstmForSequenceClassification",
+    "AwdLstmPreTrainedModel",
+    "AwdLstmOutput",
+    "AwdLstmCausalLMOutput",
+]

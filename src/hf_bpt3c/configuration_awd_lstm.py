@@ -1,0 +1,178 @@
+"""Configuration of the AWD-LSTM language model and its BPT3C classifier (ULMFiT)."""
+
+from __future__ import annotations
+
+from transformers import PretrainedConfig
+
+# fastai v2 `awd_lstm_lm_config` / `awd_lstm_clas_config` dropouts, before `drop_mult` scaling.
+FASTAI_LM_DROPOUTS = {
+    "output_dropout": 0.1,
+    "hidden_dropout": 0.15,
+    "input_dropout": 0.25,
+    "embedding_dropout": 0.02,
+    "weight_dropout": 0.2,
+}
+FASTAI_CLASSIFIER_DROPOUTS = {
+    "output_dropout": 0.4,
+    "hidden_dropout": 0.3,
+    "input_dropout": 0.4,
+    "embedding_dropout": 0.05,
+    "weight_dropout": 0.5,
+}
+_DROPOUT_NAMES = tuple(FASTAI_LM_DROPOUTS)
+
+
+class AwdLstmConfig(PretrainedConfig):
+    r"""Configuration for [`AwdLstmModel`], [`AwdLstmForCausalLM`] and [`AwdLstmForSequenceClassification`].
+
+    Defaults reproduce fastai v2's `AWD_LSTM` with `awd_lstm_lm_config` (the language-model dropouts) and the
+    classifier of `get_text_classifier` (`seq_len=72`, `max_len=72*20`, `lin_ftrs=[50]`). For fastai's classifier
+    dropouts (`awd_lstm_clas_config` scaled by `text_classifier_learner`'s `drop_mult=0.5`) use
+    `AwdLstmConfig.for_classification()`.
+
+    Args:
+        vocab_size: number of token ids.
+        embedding_size: size of the token embedding and of the last LSTM layer's output (tied decoder).
+        hidden_size: size of every LSTM layer except the last.
+        num_hidden_layers: number of stacked single-layer LSTMs.
+        pad_token_id: id of the padding token (fastai: `xxpad` = 1).
+        bptt: chunk length of back-propagation through time; BPT3C reads documents in chunks of this many tokens.
+        max_len: the classifier keeps (pools, and back-propagates into) the chunks that begin within the last
+            `max_len` tokens of each document; earlier chunks only warm up the state.
+        tie_word_embeddings: tie the LM decoder's weight to the input embedding.
+        embedding_dropout: probability of dropping a whole vocabulary row of the embedding (per chunk).
+        weight_dropout: DropConnect probability on each layer's hidden-to-hidden weights (per chunk).
+        input_dropout: variational (time-locked) dropout on the embedded input.
+        hidden_dropout: variational dropout between LSTM layers.
+        output_dropout: variational dropout before the LM decoder; for the classifier, the dropout of the first
+            head block (fastai's `ps[0] = output_p`).
+        classifier_hidden_sizes: sizes of the classifier head's hidden layers (fastai `lin_ftrs`, default `[50]`).
+        classifier_dropouts: dropout of each head block after the first (fastai `ps`, default `0.1` each).
+        backwards: the model reads text right to left (a ULMFiT backward model). Recorded for pipelines.
+        initializer_range: embeddings are initialised uniformly in `[-initializer_range, initializer_range]`.
+        raise_on_nonfinite: make the forward raise `FloatingPointError` when the loss or logits are not finite.
+    """
+
+    model_type = "awd_lstm"
+    keys_to_ignore_at_inference = ["state"]
+
+    def __init__(
+        self,
+        vocab_size: int = 60000,
+        embedding_size: int = 400,
+        hidden_size: int = 1152,
+        num_hidden_layers: int = 3,
+        pad_token_id: int = 1,
+        bos_token_id: int = 2,
+        eos_token_id: int = 3,
+        bptt: int = 72,
+        max_len: int = 1440,
+        tie_word_embeddings: bool = True,
+        embedding_dropout: float = FASTAI_LM_DROPOUTS["embedding_dropout"],
+        weight_dropout: float = FASTAI_LM_DROPOUTS["weight_dropout"],
+        input_dropout: float = FASTAI_LM_DROPOUTS["input_dropout"],
+        hidden_dropout: float = FASTAI_LM_DROPOUTS["hidden_dropout"],
+        output_dropout: float = FASTAI_LM_DROPOUTS["output_dropout"],
+        classifier_hidden_sizes: list[int] | None = None,
+        classifier_dropouts: list[float] | None = None,
+        backwards: bool = False,
+        initializer_range: float = 0.1,
+        raise_on_nonfinite: bool = False,
+        use_cache: bool = True,
+        **kwargs,
+    ):
+        self.vocab_size = vocab_size
+        self.embedding_size = embedding_size
+        self.hidden_size = hidden_size
+        self.num_hidden_layers = num_hidden_layers
+        self.bptt = bptt
+        self.max_len = max_len
+        self.embedding_dropout = embedding_dropout
+        self.weight_dropout = weight_dropout
+        self.input_dropout = input_dropout
+        self.hidden_dropout = hidden_dropout
+        self.output_dropout = output_dropout
+        self.classifier_hidden_sizes = list(classifier_hidden_sizes) if classifier_hidden_sizes is not None else [50]
+        if classifier_dropouts is None:
+            classifier_dropouts = [0.1] * len(self.classifier_hidden_sizes)
+        self.classifier_dropouts = list(classifier_dropouts)
+        self.backwards = backwards
+        self.initializer_range = initializer_range
+        self.raise_on_nonfinite = raise_on_nonfinite
+        self.use_cache = use_cache
+        self.tie_word_embeddings = tie_word_embeddings
+        super().__init__(
+            pad_token_id=pad_token_id,
+            bos_token_id=bos_token_id,
+            eos_token_id=eos_token_id,
+            **kwargs,
+        )
+        self.tie_word_embeddings = tie_word_embeddings
+        self.validate_awd_lstm()
+
+    def validate_awd_lstm(self) -> None:
+        """Raise `ValueError`/`TypeError` naming the field when a size, chunking or dropout value is invalid."""
+        for name in ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers", "bptt", "max_len"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"AwdLstmConfig.{name} must be an int, got {type(value).__name__} ({value!r})")
+            if value <= 0:
+                raise ValueError(f"AwdLstmConfig.{name} must be > 0, got {value}")
+        if self.max_len < self.bptt:
+            raise ValueError(
+                f"AwdLstmConfig.max_len ({self.max_len}) must be >= bptt ({self.bptt}): the kept window holds "
+                "at least one chunk"
+            )
+        for name in _DROPOUT_NAMES:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+                raise ValueError(f"AwdLstmConfig.{name} must be a float in [0, 1), got {value!r}")
+        if len(self.classifier_dropouts) != len(self.classifier_hidden_sizes):
+            raise ValueError(
+                "AwdLstmConfig.classifier_dropouts must have one entry per classifier hidden layer "
+                f"({len(self.classifier_hidden_sizes)}), got {self.classifier_dropouts!r}"
+            )
+        pad = self.pad_token_id
+        if pad is not None and not (isinstance(pad, int) and 0 <= pad < self.vocab_size):
+            raise ValueError(f"AwdLstmConfig.pad_token_id must be an int in [0, vocab_size), got {pad!r}")
+
+    @property
+    def layer_sizes(self) -> list[tuple[int, int]]:
+        """`(input_size, hidden_size)` of each LSTM layer; the last layer outputs `embedding_size`."""
+        n = self.num_hidden_layers
+        inputs = [self.embedding_size] + [self.hidden_size] * (n - 1)
+        outputs = [self.hidden_size] * (n - 1) + [self.embedding_size]
+        return list(zip(inputs, outputs))
+
+    def scale_dropouts(self, drop_mult: float) -> AwdLstmConfig:
+        """Multiply the five AWD-LSTM dropouts by `drop_mult` in place (fastai's `drop_mult`); returns self."""
+        for name in _DROPOUT_NAMES:
+            setattr(self, name, getattr(self, name) * drop_mult)
+        self.validate_awd_lstm()
+        return self
+
+    @classmethod
+    def _fastai_preset(cls, dropouts: dict[str, float], drop_mult: float, kwargs: dict) -> AwdLstmConfig:
+        """fastai's dropouts times `drop_mult`; dropouts passed explicitly in `kwargs` are taken as they are."""
+        given = {name: kwargs.pop(name) for name in _DROPOUT_NAMES if name in kwargs}
+        scaled = {name: p * drop_mult for name, p in dropouts.items()}
+        return cls(**{**scaled, **given, **kwargs})
+
+    @classmethod
+    def for_language_model(cls, drop_mult: float = 1.0, **kwargs) -> AwdLstmConfig:
+        """fastai's `language_model_learner` defaults: `awd_lstm_lm_config` dropouts times `drop_mult` (1.0)."""
+        return cls._fastai_preset(FASTAI_LM_DROPOUTS, drop_mult, kwargs)
+
+    @classmethod
+    def for_classification(cls, drop_mult: float = 0.5, **kwargs) -> AwdLstmConfig:
+        """fastai's `text_classifier_learner` defaults: `awd_lstm_clas_config` dropouts times `drop_mult` (0.5).
+
+        With the default this gives embedding 0.025, weight 0.25, input 0.2, hidden 0.15 and head dropouts
+        `[0.2, 0.1]` (the first is `output_dropout`, the others `classifier_dropouts`, which fastai does not
+        scale). Any other keyword (sizes, `num_labels`, `id2label`, ...) goes to the constructor, and a dropout
+        given explicitly is taken as it is, unscaled.
+        """
+        return cls._fastai_preset(FASTAI_CLASSIFIER_DROPOUTS, drop_mult, kwargs)
+
+
+__all__ = ["AwdLstmConfig"]

@@ -1,0 +1,839 @@
+"""PyTorch AWD-LSTM (ULMFiT): the encoder, its causal language model, and the BPT3C document classifier.
+
+Reading guide:
+- the regularisers are small functions (`locked_dropout`, `embed_with_dropout`) and `AwdLstmLayer.recurrent_weight`
+  (DropConnect); none of them keeps a derived tensor on the module, so `copy.deepcopy` and `state_dict` are plain;
+- `AwdLstmModel` embeds and runs the stacked layers, with or without padding (`attention_mask`);
+- `AwdLstmForCausalLM` adds the tied decoder and the recurrent `state` that generation carries;
+- `AwdLstmForSequenceClassification` implements BPT3C in `encode_documents`: each document is read in `bptt`-token
+  chunks counted from its own first token, the state is carried and detached at every boundary, chunks before the
+  last `max_len` tokens run without autograd, and the kept chunks are concat-pooled chunk by chunk.
+
+State layout: a tuple with one `(h, c)` pair per layer, each of shape `(batch, layer_output_size)`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import GenerationMixin, PreTrainedModel
+from transformers import initialization as init
+from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers.utils import ModelOutput
+from transformers.utils.generic import can_return_tuple
+
+from .configuration_awd_lstm import AwdLstmConfig
+
+LstmState = tuple[tuple[torch.Tensor, torch.Tensor], ...]
+
+# In inference (no autograd, no dropout) chunk boundaries change nothing, so documents are read in longer
+# chunks: fewer recurrent calls, larger input-projection matmuls, memory still bounded by the chunk.
+INFERENCE_CHUNK_TOKENS = 1024
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Regularisers (AWD-LSTM, Merity et al. 2017), each a function of its input and a probability.
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def locked_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Variational dropout: one mask per sequence and feature, shared by all time steps.
+
+    x: `(batch, seq, features)` -> same shape, scaled by `1/(1-p)` where kept.
+    """
+    if not training or p == 0.0:
+        return x
+    mask = x.new_empty(x.size(0), 1, x.size(2)).bernoulli_(1 - p).div_(1 - p)  # (batch, 1, features)
+    return x * mask
+
+
+def embed_with_dropout(
+    input_ids: torch.Tensor, weight: torch.Tensor, p: float, training: bool, padding_idx: int | None
+) -> torch.Tensor:
+    """Embedding lookup that drops whole vocabulary rows (a word is dropped everywhere in the call).
+
+    input_ids: `(batch, seq)` -> `(batch, seq, embedding_size)`. Equivalent to fastai's `EmbeddingDropout`
+    (mask the weight's rows, then look up) but masks only the looked-up rows.
+    """
+    embeds = F.embedding(input_ids, weight, padding_idx)
+    if not training or p == 0.0:
+        return embeds
+    row_mask = weight.new_empty(weight.size(0), 1).bernoulli_(1 - p).div_(1 - p)  # (vocab, 1)
+    return embeds * F.embedding(input_ids, row_mask)  # (batch, seq, 1) broadcast
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Outputs
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class AwdLstmOutput(ModelOutput):
+    """Output of [`AwdLstmModel`].
+
+    Args:
+        last_hidden_state: `(batch, seq, embedding_size)` output of the last LSTM layer (zero at padding).
+        state: per layer `(h, c)`, each `(batch, layer_size)`: the state after each row's last real token.
+            Pass it back as `state=` to continue the stream. Returned when `use_cache` is on.
+        hidden_states: the output of every layer, each `(batch, seq, layer_size)`, before inter-layer dropout.
+    """
+
+    last_hidden_state: torch.Tensor | None = None
+    state: LstmState | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class AwdLstmCausalLMOutput(ModelOutput):
+    """Output of [`AwdLstmForCausalLM`].
+
+    Args:
+        loss: next-token cross-entropy when `labels` are given.
+        logits: `(batch, seq, vocab_size)`.
+        state: as in [`AwdLstmOutput`].
+        hidden_states: as in [`AwdLstmOutput`].
+        last_hidden_state: `(batch, seq, embedding_size)`, the raw last-layer output (fastai's TAR input).
+        dropped_hidden_state: the same after output dropout, what the decoder saw (fastai's AR input).
+    """
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    state: LstmState | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    last_hidden_state: torch.Tensor | None = None
+    dropped_hidden_state: torch.Tensor | None = None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Layers
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class AwdLstmLayer(nn.Module):
+    """One LSTM layer with DropConnect on its hidden-to-hidden weight.
+
+    The parameters are those of a one-layer `nn.LSTM` (gate order i, f, g, o). The dropped recurrent weight is
+    computed inside the forward and handed to `torch.lstm`; nothing derived is stored on the module.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, weight_dropout: float):
+        super().__init__()
+        self.input_size, self.hidden_size, self.weight_dropout = input_size, hidden_size, weight_dropout
+        self.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size))
+        self.weight_hh = nn.Parameter(torch.empty(4 * hidden_size, hidden_size))
+        self.bias_ih = nn.Parameter(torch.empty(4 * hidden_size))
+        self.bias_hh = nn.Parameter(torch.empty(4 * hidden_size))
+
+    def recurrent_weight(self) -> torch.Tensor:
+        """The hidden-to-hidden weight with a fresh DropConnect mask (training) or as it is (eval)."""
+        return F.dropout(self.weight_hh, self.weight_dropout, self.training)
+
+    def weights(self, weight_hh: torch.Tensor | None = None) -> list[torch.Tensor]:
+        weight_hh = self.recurrent_weight() if weight_hh is None else weight_hh
+        return [self.weight_ih, weight_hh, self.bias_ih, self.bias_hh]
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        state: tuple[torch.Tensor, torch.Tensor],
+        weight_hh: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """x: `(batch, seq, input_size)`, state `(h, c)` each `(batch, hidden_size)`.
+
+        Returns the output `(batch, seq, hidden_size)` and the final `(h, c)`. `weight_hh` lets a caller share
+        one DropConnect draw between several calls (BPT3C does, once per chunk).
+        """
+        h0, c0 = state
+        out, h, c = torch.lstm(
+            x, (h0.unsqueeze(0), c0.unsqueeze(0)), self.weights(weight_hh), True, 1, 0.0, self.training, False, True
+        )
+        return out, (h[0], c[0])
+
+    def forward_packed(
+        self,
+        data: torch.Tensor,
+        batch_sizes: torch.Tensor,
+        state: tuple[torch.Tensor, torch.Tensor],
+        weight_hh: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """The same on a packed sequence: `data` `(total_tokens, input_size)` in `PackedSequence` order."""
+        h0, c0 = state
+        out, h, c = torch.lstm(
+            data, batch_sizes, (h0.unsqueeze(0), c0.unsqueeze(0)), self.weights(weight_hh), True, 1, 0.0,
+            self.training, False,
+        )  # fmt: skip
+        return out, (h[0], c[0])
+
+    def extra_repr(self) -> str:
+        return f"{self.input_size}, {self.hidden_size}, weight_dropout={self.weight_dropout}"
+
+
+class AwdLstmHeadBlock(nn.Module):
+    """fastai's `LinBnDrop`: BatchNorm1d -> Dropout -> Linear (no bias, BatchNorm precedes it) -> optional ReLU."""
+
+    def __init__(self, in_features: int, out_features: int, dropout: float, relu: bool):
+        super().__init__()
+        self.batch_norm = nn.BatchNorm1d(in_features)
+        self.dropout = nn.Dropout(dropout)
+        self.linear = nn.Linear(in_features, out_features, bias=False)
+        self.relu = relu
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: `(batch, in_features)` -> `(batch, out_features)`."""
+        x = self.linear(self.dropout(self.batch_norm(x)))
+        return F.relu(x) if self.relu else x
+
+
+class AwdLstmClassificationHead(nn.Module):
+    """fastai's `PoolingLinearClassifier` after the pooling: blocks `[3*emb] + classifier_hidden_sizes + [labels]`."""
+
+    def __init__(self, config: AwdLstmConfig):
+        super().__init__()
+        sizes = [3 * config.embedding_size, *config.classifier_hidden_sizes, config.num_labels]
+        dropouts = [config.output_dropout, *config.classifier_dropouts]
+        n_blocks = len(sizes) - 1
+        self.blocks = nn.ModuleList(
+            AwdLstmHeadBlock(sizes[k], sizes[k + 1], dropouts[k], relu=k < n_blocks - 1) for k in range(n_blocks)
+        )
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        """pooled: `(batch, 3*embedding_size)` -> logits `(batch, num_labels)`."""
+        for block in self.blocks:
+            pooled = block(pooled)
+        return pooled
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Input checks shared by the heads
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _check_input_ids(input_ids: torch.Tensor, vocab_size: int) -> None:
+    if not isinstance(input_ids, torch.Tensor):
+        raise TypeError(f"input_ids must be a torch.LongTensor of shape (batch, seq), got {type(input_ids).__name__}")
+    if input_ids.is_floating_point() or input_ids.is_complex() or input_ids.dtype == torch.bool:
+        raise TypeError(f"input_ids must hold integer token ids (torch.long), got dtype {input_ids.dtype}")
+    if input_ids.dim() != 2:
+        raise ValueError(f"input_ids must have shape (batch, seq), got {tuple(input_ids.shape)}")
+    if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= vocab_size):
+        raise ValueError(
+            f"input_ids must lie in [0, vocab_size={vocab_size}), got values in "
+            f"[{int(input_ids.min())}, {int(input_ids.max())}]"
+        )
+
+
+def _check_embeds(inputs_embeds: torch.Tensor, embedding_size: int) -> None:
+    if not isinstance(inputs_embeds, torch.Tensor) or not inputs_embeds.is_floating_point():
+        raise TypeError("inputs_embeds must be a floating-point tensor of shape (batch, seq, embedding_size)")
+    if inputs_embeds.dim() != 3 or inputs_embeds.size(-1) != embedding_size:
+        raise ValueError(
+            f"inputs_embeds must have shape (batch, seq, {embedding_size}), got {tuple(inputs_embeds.shape)}"
+        )
+
+
+def _content_mask(attention_mask: torch.Tensor, batch: int, seq: int, allow_longer: bool = False) -> torch.Tensor:
+    """Validate `attention_mask` and return it as bool `(batch, seq)`; each row's ones must be contiguous.
+
+    With `allow_longer` a mask longer than the input is accepted and its last `seq` columns are used (generation
+    passes the mask of the whole text while feeding only the new tokens).
+    """
+    if not isinstance(attention_mask, torch.Tensor):
+        raise TypeError(f"attention_mask must be a tensor of shape ({batch}, {seq}), got {type(attention_mask)}")
+    shape_ok = attention_mask.dim() == 2 and attention_mask.size(0) == batch
+    shape_ok = shape_ok and (attention_mask.size(1) == seq or (allow_longer and attention_mask.size(1) > seq))
+    if not shape_ok:
+        raise ValueError(f"attention_mask must have shape ({batch}, {seq}), got {tuple(attention_mask.shape)}")
+    mask = attention_mask[:, attention_mask.size(1) - seq :]
+    if not ((mask == 0) | (mask == 1)).all():
+        raise ValueError("attention_mask must contain only 0 (padding) and 1 (token)")
+    mask = mask.bool()
+    # contiguous: the number of 0->1 and 1->0 switches along the row, counting the borders as 0, is at most 2
+    edges = F.pad(mask.to(torch.int8), (1, 1)).diff(dim=1).abs().sum(dim=1)
+    if (edges > 2).any():
+        row = int((edges > 2).nonzero()[0, 0])
+        raise ValueError(
+            f"attention_mask row {row} has padding between tokens; each row's tokens must be contiguous "
+            "(left or right padding only)"
+        )
+    return mask
+
+
+def _left_justify(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Move each row's real tokens to the front, keeping their order. tokens: `(batch, seq[, feat])`."""
+    order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)  # real positions first  (batch, seq)
+    if tokens.dim() == 3:
+        order = order.unsqueeze(-1).expand(-1, -1, tokens.size(-1))
+    return tokens.gather(1, order)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Models
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class AwdLstmPreTrainedModel(PreTrainedModel):
+    """Weight initialisation (fastai's) and the settings shared by every AWD-LSTM head."""
+
+    config_class = AwdLstmConfig
+    config: AwdLstmConfig
+    base_model_prefix = "awd_lstm"
+    main_input_name = "input_ids"
+    _no_split_modules = ["AwdLstmLayer"]
+    _is_stateful = True
+    supports_gradient_checkpointing = False
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        """fastai: embedding U(-0.1, 0.1) (pad row included), LSTM weights U(-1/sqrt(h), 1/sqrt(h)) as PyTorch,
+        decoder bias 0, head Linear as PyTorch's default, BatchNorm (1, 0)."""
+        if isinstance(module, nn.Embedding):
+            init.uniform_(module.weight, -self.config.initializer_range, self.config.initializer_range)
+        elif isinstance(module, AwdLstmLayer):
+            bound = 1.0 / math.sqrt(module.hidden_size)
+            for weight in (module.weight_ih, module.weight_hh, module.bias_ih, module.bias_hh):
+                init.uniform_(weight, -bound, bound)
+        elif isinstance(module, nn.Linear):
+            init.kaiming_uniform_(module.weight, a=math.sqrt(5))
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.BatchNorm1d):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+            init.zeros_(module.running_mean)
+            init.ones_(module.running_var)
+            init.zeros_(module.num_batches_tracked)
+
+    @classmethod
+    def _supports_default_dynamic_cache(cls) -> bool:
+        return False  # the recurrent state travels as `state`, not as a key/value cache
+
+
+class AwdLstmModel(AwdLstmPreTrainedModel):
+    """The AWD-LSTM encoder: embedding (with whole-word dropout) -> stacked LSTMs with DropConnect and
+    variational dropout between layers. Returns the last layer's output and the recurrent state."""
+
+    _keys_to_ignore_on_load_unexpected = [r"decoder\.", r"classifier\."]
+
+    def __init__(self, config: AwdLstmConfig):
+        super().__init__(config)
+        self.embeddings = nn.Embedding(config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id)
+        self.layers = nn.ModuleList(
+            AwdLstmLayer(n_in, n_out, config.weight_dropout) for n_in, n_out in config.layer_sizes
+        )
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embeddings = value
+
+    # -- building blocks, also used chunk by chunk by the BPT3C classifier -------------------------------------
+
+    def initial_state(self, batch_size: int, like: torch.Tensor) -> LstmState:
+        """Zero `(h, c)` per layer, each `(batch_size, layer_size)`, with `like`'s device and dtype."""
+        return tuple(
+            (like.new_zeros(batch_size, layer.hidden_size), like.new_zeros(batch_size, layer.hidden_size))
+            for layer in self.layers
+        )
+
+    def embed(self, input_ids: torch.Tensor | None = None, inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
+        """`(batch, seq)` ids or `(batch, seq, emb)` embeddings -> `(batch, seq, emb)` with embedding dropout
+        (ids only, as fastai's `from_embeds`) and input dropout."""
+        if inputs_embeds is None:
+            inputs_embeds = embed_with_dropout(
+                input_ids,
+                self.embeddings.weight,
+                self.config.embedding_dropout,
+                self.training,
+                self.embeddings.padding_idx,
+            )
+        return locked_dropout(inputs_embeds, self.config.input_dropout, self.training)
+
+    def recurrent_weights(self) -> list[torch.Tensor]:
+        """One DropConnect draw of every layer's hidden-to-hidden weight."""
+        return [layer.recurrent_weight() for layer in self.layers]
+
+    def run_layers(
+        self, x: torch.Tensor, state: LstmState, weights_hh: list[torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, LstmState, tuple[torch.Tensor, ...]]:
+        """Run the stacked layers on unpadded input.
+
+        x: `(batch, seq, emb)` -> output `(batch, seq, emb)`, new state, and every layer's output.
+        """
+        weights_hh = weights_hh or self.recurrent_weights()
+        new_state, layer_outputs = [], []
+        for i, layer in enumerate(self.layers):
+            x, layer_state = layer(x, state[i], weights_hh[i])
+            new_state.append(layer_state)
+            layer_outputs.append(x)
+            if i < len(self.layers) - 1:
+                x = locked_dropout(x, self.config.hidden_dropout, self.training)
+        return x, tuple(new_state), tuple(layer_outputs)
+
+    def run_layers_masked(
+        self, x: torch.Tensor, mask: torch.Tensor, state: LstmState
+    ) -> tuple[torch.Tensor, LstmState, tuple[torch.Tensor, ...]]:
+        """Run the layers on padded input, skipping padding (left or right), each row exactly as if alone.
+
+        x: `(batch, seq, emb)`, mask: bool `(batch, seq)`. Outputs are zero at padding; each row's state is the
+        one after its last real token (unchanged for a row with no token).
+        """
+        batch, seq, _ = x.shape
+        lengths = mask.sum(dim=1)  # (batch,)
+        rows = lengths.nonzero().squeeze(1)  # rows with at least one token
+        if rows.numel() == 0:
+            zeros = x.new_zeros(batch, seq, self.config.embedding_size)
+            return zeros, state, tuple(x.new_zeros(batch, seq, layer.hidden_size) for layer in self.layers)
+        packed = nn.utils.rnn.pack_padded_sequence(
+            _left_justify(x, mask)[rows], lengths[rows].cpu(), batch_first=True, enforce_sorted=False
+        )
+        data, batch_sizes = packed.data, packed.batch_sizes
+        # the (sorted) row of every packed element: time step t holds rows 0..batch_sizes[t]-1
+        steps = batch_sizes.to(x.device)
+        element_rows = torch.arange(int(steps.sum()), device=x.device) - torch.repeat_interleave(
+            steps.cumsum(0) - steps, steps
+        )
+        to_sorted, to_original = packed.sorted_indices, packed.unsorted_indices
+        weights_hh = self.recurrent_weights()
+        new_state, layer_outputs = [], []
+        for i, layer in enumerate(self.layers):
+            h0, c0 = (s[rows][to_sorted] for s in state[i])
+            data, (h, c) = layer.forward_packed(data, batch_sizes, (h0, c0), weights_hh[i])
+            h_all, c_all = state[i][0].clone(), state[i][1].clone()
+            h_all[rows], c_all[rows] = h[to_original], c[to_original]
+            new_state.append((h_all, c_all))
+            layer_outputs.append(self._unpack(data, packed, rows, mask, seq))
+            if i < len(self.layers) - 1 and self.training and self.config.hidden_dropout > 0:
+                p = self.config.hidden_dropout
+                row_masks = data.new_empty(len(rows), data.size(1)).bernoulli_(1 - p).div_(1 - p)
+                data = data * row_masks[element_rows]
+        return layer_outputs[-1], tuple(new_state), tuple(layer_outputs)
+
+    @staticmethod
+    def _unpack(
+        data: torch.Tensor, packed: nn.utils.rnn.PackedSequence, rows: torch.Tensor, mask: torch.Tensor, seq: int
+    ) -> torch.Tensor:
+        """Packed layer output -> `(batch, seq, features)` at the original (possibly left-padded) positions."""
+        justified, _ = nn.utils.rnn.pad_packed_sequence(
+            packed._replace(data=data), batch_first=True, total_length=seq
+        )  # (n_rows, seq, feat), tokens first
+        full = data.new_zeros(mask.size(0), seq, data.size(1))
+        full[rows] = justified
+        # justified position k of a row holds its k-th token; scatter back to where that token was
+        positions = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)  # (batch, seq)
+        out = torch.zeros_like(full)
+        return out.scatter_(1, positions.unsqueeze(-1).expand_as(full), full)
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        state: LstmState | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        output_hidden_states: bool | None = None,
+        **kwargs,
+    ) -> AwdLstmOutput:
+        """Encode a batch left to right.
+
+        Args:
+            input_ids: `(batch, seq)` token ids (or give `inputs_embeds` `(batch, seq, embedding_size)`).
+            attention_mask: `(batch, seq)`, 1 for tokens and 0 for padding (left or right). Padding is skipped:
+                every row's outputs and state are those it would get alone. May be longer than the input, then
+                its last `seq` columns apply (as in generation).
+            state: per layer `(h, c)` to start from (zeros if None), e.g. the `state` of a previous call.
+            use_cache: return the final `state` (default `config.use_cache`).
+            output_hidden_states: also return every layer's output.
+        """
+        batch, mask = self._check_inputs(input_ids, inputs_embeds, attention_mask)
+        x = self.embed(input_ids, inputs_embeds)  # (batch, seq, emb)
+        state = self.initial_state(batch, x) if state is None else self._check_state(state, batch)
+        if mask is None:
+            output, new_state, layer_outputs = self.run_layers(x, state)
+        else:
+            output, new_state, layer_outputs = self.run_layers_masked(x, mask, state)
+        use_cache = self.config.use_cache if use_cache is None else use_cache
+        return AwdLstmOutput(
+            last_hidden_state=output,
+            state=new_state if use_cache else None,
+            hidden_states=layer_outputs if output_hidden_states else None,
+        )
+
+    def _check_inputs(
+        self,
+        input_ids: torch.Tensor | None,
+        inputs_embeds: torch.Tensor | None,
+        attention_mask: torch.Tensor | None,
+    ) -> tuple[int, torch.Tensor | None]:
+        """Validate the inputs; return the batch size and a bool `(batch, seq)` mask, or None without padding."""
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids (batch, seq) or inputs_embeds (batch, seq, emb)")
+        if input_ids is not None:
+            _check_input_ids(input_ids, self.config.vocab_size)
+        else:
+            _check_embeds(inputs_embeds, self.config.embedding_size)
+        batch, seq = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
+        if batch == 0 or seq == 0:
+            raise ValueError(f"the batch is empty: expected (batch >= 1, seq >= 1) tokens, got ({batch}, {seq})")
+        if attention_mask is None:
+            return batch, None
+        mask = _content_mask(attention_mask, batch, seq, allow_longer=True)
+        return batch, None if bool(mask.all()) else mask
+
+    def _check_state(self, state: LstmState, batch: int) -> LstmState:
+        if len(state) != len(self.layers):
+            raise ValueError(f"state must hold one (h, c) pair per layer ({len(self.layers)}), got {len(state)}")
+        for i, ((h, c), layer) in enumerate(zip(state, self.layers)):
+            expected = (batch, layer.hidden_size)
+            if tuple(h.shape) != expected or tuple(c.shape) != expected:
+                raise ValueError(
+                    f"state[{i}] must be (h, c) each of shape {expected}, got {tuple(h.shape)} and {tuple(c.shape)}"
+                )
+        return state
+
+
+class AwdLstmForCausalLM(AwdLstmPreTrainedModel, GenerationMixin):
+    """AWD-LSTM language model: the encoder, output dropout and a decoder tied to the embedding (with its own
+    bias). Carries the recurrent state so a stream can be continued and `generate` runs one token per step."""
+
+    _tied_weights_keys = {"decoder.weight": "awd_lstm.embeddings.weight"}
+    _keys_to_ignore_on_load_unexpected = [r"classifier\."]
+
+    def __init__(self, config: AwdLstmConfig):
+        super().__init__(config)
+        self.awd_lstm = AwdLstmModel(config)
+        self.decoder = nn.Linear(config.embedding_size, config.vocab_size, bias=True)
+        self.post_init()
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.decoder
+
+    def set_output_embeddings(self, new_embeddings: nn.Linear) -> None:
+        self.decoder = new_embeddings
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        state: LstmState | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        output_hidden_states: bool | None = None,
+        logits_to_keep: int = 0,
+        **kwargs,
+    ) -> AwdLstmCausalLMOutput:
+        """Next-token logits for `(batch, seq)` ids.
+
+        Args:
+            labels: `(batch, seq)`, usually `input_ids`; positions set to -100 are ignored. The loss is the
+                mean next-token cross-entropy (labels are shifted inside).
+            state: the `state` of the previous call to continue a stream (see [`AwdLstmModel.forward`]).
+            logits_to_keep: if > 0, compute logits for the last `logits_to_keep` positions only.
+        Other arguments as in [`AwdLstmModel.forward`].
+        """
+        outputs = self.awd_lstm(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            state=state,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+            output_hidden_states=output_hidden_states,
+        )
+        hidden = outputs.last_hidden_state  # (batch, seq, emb)
+        dropped = locked_dropout(hidden, self.config.output_dropout, self.training)
+        logits = self.decoder(dropped[:, -logits_to_keep:] if logits_to_keep else dropped)
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
+        _raise_if_nonfinite(self.config, loss, logits)
+        return AwdLstmCausalLMOutput(
+            loss=loss,
+            logits=logits,
+            state=outputs.state,
+            hidden_states=outputs.hidden_states,
+            last_hidden_state=hidden,
+            dropped_hidden_state=dropped,
+        )
+
+    def _update_model_kwargs_for_generation(self, outputs, model_kwargs, is_encoder_decoder=False, num_new_tokens=1):
+        # transformers >= 5.24 copies only `outputs.cache`; the LSTM state travels under its own name
+        if "state" in outputs:
+            model_kwargs["state"] = outputs.state
+        return super()._update_model_kwargs_for_generation(outputs, model_kwargs, is_encoder_decoder, num_new_tokens)
+
+    @staticmethod
+    def _reorder_cache(state: LstmState | None, beam_idx: torch.LongTensor) -> LstmState | None:
+        """Beam search: keep the state of the chosen beams (rows)."""
+        if state is None:
+            return None
+        return tuple(
+            (h.index_select(0, beam_idx.to(h.device)), c.index_select(0, beam_idx.to(c.device))) for h, c in state
+        )
+
+
+def _raise_if_nonfinite(config: AwdLstmConfig, loss: torch.Tensor | None, logits: torch.Tensor) -> None:
+    if not config.raise_on_nonfinite:
+        return
+    for name, value in (("loss", loss), ("logits", logits)):
+        if value is not None and not bool(torch.isfinite(value).all()):
+            raise FloatingPointError(f"the {name} is not finite (config.raise_on_nonfinite=True)")
+
+
+class _ConcatPool:
+    """Running concat pooling over the kept tokens, updated chunk by chunk (no concatenated outputs).
+
+    Holds, per document, the output at its last real token, the running max and the running sum/count.
+    Updates are functional so that autograd can flow into every kept chunk.
+    """
+
+    def __init__(self, batch: int, features: int, like: torch.Tensor):
+        self.last = like.new_zeros(batch, features)
+        self.max = like.new_full((batch, features), float("-inf"))
+        self.sum = like.new_zeros(batch, features)
+        self.count = like.new_zeros(batch, 1)
+
+    def update(self, out: torch.Tensor, kept: torch.Tensor, last_at: torch.Tensor, rows: slice) -> None:
+        """out: `(n, chunk, feat)` for the documents `rows`; kept: bool `(n, chunk)`; last_at: `(n,)` the chunk
+        position of each document's last token, or -1 if it is not in this chunk."""
+        n_total = self.sum.size(0)
+
+        def full(x: torch.Tensor, fill: float) -> torch.Tensor:  # (n, feat) -> (batch, feat)
+            before = x.new_full((rows.start, x.size(1)), fill)
+            after = x.new_full((n_total - rows.stop, x.size(1)), fill)
+            return torch.cat([before, x, after])
+
+        kept3 = kept.unsqueeze(-1)
+        self.sum = self.sum + full(out.masked_fill(~kept3, 0.0).sum(dim=1), 0.0)
+        self.max = torch.maximum(self.max, full(out.masked_fill(~kept3, float("-inf")).amax(dim=1), float("-inf")))
+        self.count = self.count + full(kept.sum(dim=1, keepdim=True).to(out.dtype), 0.0)
+        has_last = last_at >= 0
+        if bool(has_last.any()):
+            at_last = out[torch.arange(out.size(0), device=out.device), last_at.clamp(min=0)]  # (n, feat)
+            is_last_row = full(has_last.unsqueeze(1).to(out.dtype), 0.0).bool()
+            self.last = torch.where(is_last_row, full(at_last, 0.0), self.last)
+
+    def result(self) -> torch.Tensor:
+        """`(batch, 3*feat)`: [last, max, mean], fastai's order."""
+        return torch.cat([self.last, self.max, self.sum / self.count], dim=1)
+
+
+class AwdLstmForSequenceClassification(AwdLstmPreTrainedModel):
+    """BPT3C document classifier (ULMFiT): the AWD-LSTM encoder reads each whole document in `bptt` chunks,
+    concat-pools the outputs of the chunks in its last `max_len` tokens, and fastai's head classifies them.
+
+    Single-label, multi-label and regression follow `config.problem_type` as in every transformers model.
+    """
+
+    accepts_loss_kwargs = False  # Trainer must average over gradient-accumulation steps itself
+    _keys_to_ignore_on_load_unexpected = [r"decoder\."]
+
+    def __init__(self, config: AwdLstmConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.awd_lstm = AwdLstmModel(config)
+        self.classifier = AwdLstmClassificationHead(config)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs,
+    ) -> SequenceClassifierOutput:
+        """Classify documents of any length.
+
+        Args:
+            input_ids: `(batch, seq)` token ids, padded left or right (or `inputs_embeds` `(batch, seq, emb)`).
+            attention_mask: `(batch, seq)`, 1 for tokens, 0 for padding. If omitted, positions holding
+                `config.pad_token_id` are padding (fastai's convention). Each row is classified exactly as if it
+                were alone, whatever its padding or position in the batch.
+            labels: `(batch,)` class ids (single-label), `(batch, num_labels)` floats (multi-label) or
+                `(batch,)`/`(batch, 1)` floats (regression, `num_labels == 1`).
+        Returns:
+            `SequenceClassifierOutput` with `logits` `(batch, num_labels)` and `loss` when labels are given.
+        """
+        pooled = self.encode_documents(input_ids, attention_mask, inputs_embeds)  # (batch, 3*emb)
+        logits = self.classifier(pooled)
+        loss = None
+        if labels is not None:
+            labels = self._check_labels(labels, logits.size(0))
+            loss = self.loss_function(labels=labels, pooled_logits=logits, config=self.config)
+        _raise_if_nonfinite(self.config, loss, logits)
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+    def encode_documents(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """BPT3C: read each document in `bptt`-token chunks from its own first token and return its concat-pooled
+        features `(batch, 3*embedding_size)` = [output at the last token, max, mean over the kept tokens].
+
+        The state is carried from chunk to chunk and detached at every boundary; chunks that begin before the
+        document's last `max_len` tokens only warm up the state and run without autograd.
+        """
+        tokens, lengths = self._justified_documents(input_ids, attention_mask, inputs_embeds)
+        order = torch.argsort(lengths, descending=True, stable=True)  # longest first: active rows are a prefix
+        tokens, lengths = tokens[order], lengths[order]
+        bptt, max_len = self.config.bptt, self.config.max_len
+        kept_start = torch.div((lengths - max_len).clamp(min=0) + bptt - 1, bptt, rounding_mode="floor") * bptt
+
+        backbone = self.awd_lstm
+        needs_grad = torch.is_grad_enabled() and (
+            any(p.requires_grad for p in self.parameters()) or (tokens.is_floating_point() and tokens.requires_grad)
+        )
+        chunk_len = bptt if needs_grad or self.training else max(bptt, INFERENCE_CHUNK_TOKENS // bptt * bptt)
+        lengths_list = lengths.tolist()
+        batch = len(lengths_list)
+        like = backbone.embeddings.weight if inputs_embeds is None else inputs_embeds
+        state = backbone.initial_state(batch, like)
+        pool = _ConcatPool(batch, self.config.embedding_size, like)
+        kept_start_list = kept_start.tolist()
+        for start in range(0, lengths_list[0], chunk_len):
+            n_active = sum(length > start for length in lengths_list)
+            # documents whose chunk ends before their kept window only warm up the state: no autograd for them
+            n_warm = sum(ks >= start + chunk_len for ks in kept_start_list[:n_active]) if needs_grad else 0
+            chunk = tokens[:n_active, start : start + chunk_len]
+            with torch.set_grad_enabled(needs_grad and n_warm < n_active):
+                weights_hh = backbone.recurrent_weights()  # one DropConnect draw per chunk, for both groups
+            new_states = []
+            for rows, kept in ((slice(0, n_warm), False), (slice(n_warm, n_active), True)):
+                if rows.stop == rows.start:
+                    continue
+                with torch.set_grad_enabled(needs_grad and kept):
+                    x = self._embed_chunk(chunk[rows], inputs_embeds is not None)  # (n, chunk, emb)
+                    rows_state = tuple((h[rows], c[rows]) for h, c in state)
+                    out, rows_new_state, _ = backbone.run_layers(x, rows_state, weights_hh)
+                    if kept:
+                        self._pool_chunk(pool, out, rows, start, lengths[rows], kept_start[rows])
+                new_states.append(rows_new_state)
+            # carry the state to the next chunk, detached: no gradient crosses a chunk boundary
+            state = tuple(
+                (
+                    torch.cat([*(s[i][0] for s in new_states), h[n_active:]]).detach(),
+                    torch.cat([*(s[i][1] for s in new_states), c[n_active:]]).detach(),
+                )
+                for i, (h, c) in enumerate(state)
+            )
+        pooled = pool.result()
+        return pooled[torch.argsort(order)]  # back to the caller's row order
+
+    def _embed_chunk(self, chunk: torch.Tensor, is_embeds: bool) -> torch.Tensor:
+        return self.awd_lstm.embed(inputs_embeds=chunk) if is_embeds else self.awd_lstm.embed(input_ids=chunk)
+
+    @staticmethod
+    def _pool_chunk(
+        pool: _ConcatPool,
+        out: torch.Tensor,
+        rows: slice,
+        start: int,
+        lengths: torch.Tensor,
+        kept_start: torch.Tensor,
+    ) -> None:
+        """Add one chunk's outputs `(n, chunk, emb)` of documents `rows` to the running pooling."""
+        positions = start + torch.arange(out.size(1), device=out.device)  # document positions of the chunk
+        kept = (positions >= kept_start.unsqueeze(1)) & (positions < lengths.unsqueeze(1))  # (n, chunk)
+        last_at = lengths - 1 - start
+        last_at = torch.where(last_at < out.size(1), last_at, torch.full_like(last_at, -1))
+        pool.update(out, kept, last_at, rows)
+
+    def _justified_documents(
+        self,
+        input_ids: torch.Tensor | None,
+        attention_mask: torch.Tensor | None,
+        inputs_embeds: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Validate the batch; return it with each document's tokens first (`(batch, seq)` ids or
+        `(batch, seq, emb)` embeddings) and the document lengths `(batch,)`."""
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids (batch, seq) or inputs_embeds (batch, seq, emb)")
+        if input_ids is not None:
+            _check_input_ids(input_ids, self.config.vocab_size)
+            tokens = input_ids
+        else:
+            _check_embeds(inputs_embeds, self.config.embedding_size)
+            tokens = inputs_embeds
+        batch, seq = tokens.shape[:2]
+        if batch == 0 or seq == 0:
+            raise ValueError(f"the batch is empty: expected shape (batch >= 1, seq >= 1), got {tuple(tokens.shape)}")
+        if attention_mask is not None:
+            mask = _content_mask(attention_mask, batch, seq)
+        elif input_ids is not None and self.config.pad_token_id is not None:
+            mask = input_ids != self.config.pad_token_id
+            if (F.pad(mask.to(torch.int8), (1, 1)).diff(dim=1).abs().sum(dim=1) > 2).any():
+                raise ValueError(
+                    f"input_ids hold pad_token_id={self.config.pad_token_id} between tokens and no attention_mask "
+                    "was given: pass attention_mask to say which positions are padding"
+                )
+        else:
+            mask = torch.ones(batch, seq, dtype=torch.bool, device=tokens.device)
+        lengths = mask.sum(dim=1)
+        if bool((lengths == 0).any()):
+            row = int((lengths == 0).nonzero()[0, 0])
+            raise ValueError(
+                f"document {row} has no token (its attention_mask row is all 0): an empty document cannot be "
+                "classified; tokenize it (the tokenizer adds xxbos) or drop it"
+            )
+        return _left_justify(tokens, mask), lengths
+
+    def _check_labels(self, labels: torch.Tensor, batch: int) -> torch.Tensor:
+        """Validate `labels` against `config.problem_type` (inferring it as transformers does)."""
+        if not isinstance(labels, torch.Tensor):
+            raise TypeError(f"labels must be a tensor, got {type(labels).__name__}")
+        if labels.size(0) != batch:
+            raise ValueError(f"labels must have {batch} rows (one per document), got shape {tuple(labels.shape)}")
+        problem = self.config.problem_type
+        if problem is None:
+            if self.num_labels == 1:
+                problem = "regression"
+            elif labels.dtype in (torch.long, torch.int):
+                problem = "single_label_classification"
+            else:
+                problem = "multi_label_classification"
+        if problem == "single_label_classification":
+            if labels.is_floating_point() or labels.dtype == torch.bool:
+                raise TypeError(f"labels must be integer class ids for single-label classification, got {labels.dtype}")
+            labels = labels.view(-1) if labels.dim() == 2 and labels.size(1) == 1 else labels
+            if labels.dim() != 1:
+                raise ValueError(f"labels must have shape ({batch},) of class ids, got {tuple(labels.shape)}")
+            if labels.min() < 0 or labels.max() >= self.num_labels:
+                raise ValueError(
+                    f"labels must be class ids in [0, num_labels={self.num_labels}), got values in "
+                    f"[{int(labels.min())}, {int(labels.max())}]"
+                )
+        elif problem == "multi_label_classification":
+            if tuple(labels.shape) != (batch, self.num_labels):
+                raise ValueError(
+                    f"labels must have shape ({batch}, {self.num_labels}) for multi-label classification, "
+                    f"got {tuple(labels.shape)}"
+                )
+            labels = labels.float()
+        else:  # regression
+            if labels.numel() != batch * self.num_labels:
+                raise ValueError(
+                    f"labels must have {batch}x{self.num_labels} values for regression, got {tuple(labels.shape)}"
+                )
+            labels = labels.float()
+        return labels
+
+
+__all__ = [
+    "AwdLstmPreTrainedModel",
+    "AwdLstmModel",
+    "AwdLstmForCausalLM",
+    "AwdLstmForSequenceClassification",
+    "AwdLstmOutput",
+    "AwdLstmCausalLMOutput",
+]

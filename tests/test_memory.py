@@ -1,0 +1,26 @@
+"""Peak memory of a training step does not grow with document length (BPT3C keeps only max_len tokens)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import REPO_ROOT
+
+
+def step_memory(length: int) -> dict:
+    script = REPO_ROOT / "benchmarks" / "peak_memory.py"
+    result = subprocess.run(
+        [sys.executable, str(script), str(length)], capture_output=True, text=True, check=True, timeout=300
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_training_step_memory_is_flat_in_document_length():
+    """Default bptt 72 / max_len 1440: a 20*max_len document costs at most 1.15x a 2*max_len one."""
+    short, long = step_memory(2 * 1440), step_memory(20 * 1440)
+    print(f"step memory: {short['step_mb']} MB at 2*max_len, {long['step_mb']} MB at 20*max_len")
+    assert short["step_mb"] > 50  # the step itself is measurable above the baseline
+    assert long["step_mb"] <= 1.15 * short["step_mb"]
+    assert long["peak_mb"] <= 1.15 * short["peak_mb"]
