@@ -25,6 +25,12 @@ AutoModel.register(AwdLstmConfig, AwdLstmModel, exist_ok=True)
 AutoModelForCausalLM.register(AwdLstmConfig, AwdLstmForCausalLM, exist_ok=True)
 AutoModelForSequenceClassification.register(AwdLstmConfig, AwdLstmForSequenceClassification, exist_ok=True)
 
+# save_pretrained copies the configuration and modeling files next to the weights (remote code)
+AwdLstmConfig.register_for_auto_class()
+AwdLstmModel.register_for_auto_class("AutoModel")
+AwdLstmForCausalLM.register_for_auto_class("AutoModelForCausalLM")
+AwdLstmForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
+
 __version__ = "0.1.0"
 __all__ = [
     "AwdLstmConfig",

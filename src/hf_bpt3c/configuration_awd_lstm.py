@@ -21,6 +21,15 @@ FASTAI_CLASSIFIER_DROPOUTS = {
 }
 _DROPOUT_NAMES = tuple(FASTAI_LM_DROPOUTS)
 
+# Written into every saved config.json, so that a folder loads with `trust_remote_code=True` through any of the
+# Auto classes without hf_bpt3c installed (save_pretrained copies these two files next to the weights).
+AUTO_MAP = {
+    "AutoConfig": "configuration_awd_lstm.AwdLstmConfig",
+    "AutoModel": "modeling_awd_lstm.AwdLstmModel",
+    "AutoModelForCausalLM": "modeling_awd_lstm.AwdLstmForCausalLM",
+    "AutoModelForSequenceClassification": "modeling_awd_lstm.AwdLstmForSequenceClassification",
+}
+
 
 class AwdLstmConfig(PretrainedConfig):
     r"""Configuration for [`AwdLstmModel`], [`AwdLstmForCausalLM`] and [`AwdLstmForSequenceClassification`].
@@ -101,6 +110,7 @@ class AwdLstmConfig(PretrainedConfig):
         self.raise_on_nonfinite = raise_on_nonfinite
         self.use_cache = use_cache
         self.tie_word_embeddings = tie_word_embeddings
+        kwargs["auto_map"] = {**AUTO_MAP, **(kwargs.get("auto_map") or {})}
         super().__init__(
             pad_token_id=pad_token_id,
             bos_token_id=bos_token_id,

@@ -1,0 +1,78 @@
+"""Saved folders load through every Auto class with `trust_remote_code=True` in a process that cannot import
+hf_bpt3c (a fresh HF_HOME, `src/` off the path, and an import hook that refuses the package)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import torch
+from conftest import small_config
+
+from hf_bpt3c import AwdLstmForCausalLM, AwdLstmForSequenceClassification
+
+LOADER = textwrap.dedent(
+    """
+    import importlib.abc, json, sys
+
+    class RefuseHfBpt3c(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name == "hf_bpt3c" or name.startswith("hf_bpt3c."):
+                raise ImportError("hf_bpt3c must not be needed to load a saved folder")
+            return None
+
+    sys.meta_path.insert(0, RefuseHfBpt3c())
+    sys.path = [p for p in sys.path if not p.rstrip("/").endswith("src")]
+    import torch
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    lm_dir, clf_dir, ids = sys.argv[1], sys.argv[2], torch.tensor(json.loads(sys.argv[3]))
+    results = {"config": type(AutoConfig.from_pretrained(clf_dir, trust_remote_code=True)).__name__}
+    with torch.no_grad():
+        clf = AutoModelForSequenceClassification.from_pretrained(clf_dir, trust_remote_code=True).eval()
+        results["classifier"] = clf(ids).logits.tolist()
+        lm = AutoModelForCausalLM.from_pretrained(lm_dir, trust_remote_code=True).eval()
+        results["lm"] = lm(ids).logits.tolist()
+        base = AutoModel.from_pretrained(lm_dir, trust_remote_code=True).eval()
+        results["base"] = base(ids).last_hidden_state.tolist()
+    results["modules"] = sorted({type(m).__module__ for m in (clf, lm, base)})
+    print(json.dumps(results))
+    """
+)
+
+
+def test_folders_load_with_remote_code_only(tmp_path):
+    config = small_config(id2label={0: "a", 1: "b", 2: "c"})
+    lm, clf = AwdLstmForCausalLM(config).eval(), AwdLstmForSequenceClassification(config).eval()
+    lm.save_pretrained(tmp_path / "lm")
+    clf.save_pretrained(tmp_path / "clf")
+    for folder in ("lm", "clf"):
+        saved = set(os.listdir(tmp_path / folder))
+        assert {"modeling_awd_lstm.py", "configuration_awd_lstm.py", "config.json"} <= saved
+        auto_map = json.loads((tmp_path / folder / "config.json").read_text())["auto_map"]
+        heads = {"AutoModel", "AutoModelForCausalLM", "AutoModelForSequenceClassification"}
+        assert set(auto_map) == {"AutoConfig", *heads}
+
+    ids = torch.randint(2, config.vocab_size, (2, 40))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="1")
+    result = subprocess.run(
+        [sys.executable, "-c", LOADER, str(tmp_path / "lm"), str(tmp_path / "clf"), json.dumps(ids.tolist())],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    assert loaded["config"] == "AwdLstmConfig"
+    assert all(m.startswith("transformers_modules.") for m in loaded["modules"]), loaded["modules"]
+    with torch.no_grad():
+        assert torch.allclose(torch.tensor(loaded["classifier"]), clf(ids).logits, atol=1e-6, rtol=0)
+        assert torch.allclose(torch.tensor(loaded["lm"]), lm(ids).logits, atol=1e-6, rtol=0)
+        base = lm.awd_lstm(ids).last_hidden_state
+        assert torch.allclose(torch.tensor(loaded["base"]), base, atol=1e-6, rtol=0)
