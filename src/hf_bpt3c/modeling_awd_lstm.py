@@ -311,6 +311,31 @@ class AwdLstmPreTrainedModel(PreTrainedModel):
     def _supports_default_dynamic_cache(cls) -> bool:
         return False  # the recurrent state travels as `state`, not as a key/value cache
 
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """transformers' `save_pretrained`, plus a model card (README.md) when hf_bpt3c is installed.
+
+        The card is written from the config and `self.model_card_info` (datasets, eval results, training recipe)
+        and never replaces a README.md that hf_bpt3c did not write.
+        """
+        result = super().save_pretrained(save_directory, *args, **kwargs)
+        if kwargs.get("is_main_process", True):
+            try:  # the card templates ship with the package, not with the remote code
+                from hf_bpt3c.model_card import write_model_card
+            except ImportError:
+                return result
+            write_model_card(save_directory, self)
+        return result
+
+    def push_to_hub(self, repo_id: str, **kwargs):
+        """transformers' `push_to_hub`, then hf_bpt3c's model card unless the repository has a card of its own."""
+        result = super().push_to_hub(repo_id, **kwargs)
+        try:
+            from hf_bpt3c.model_card import push_model_card
+        except ImportError:
+            return result
+        push_model_card(repo_id, self, token=kwargs.get("token"), revision=kwargs.get("revision"))
+        return result
+
 
 class AwdLstmModel(AwdLstmPreTrainedModel):
     """The AWD-LSTM encoder: embedding (with whole-word dropout) -> stacked LSTMs with DropConnect and
