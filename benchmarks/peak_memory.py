@@ -2,27 +2,31 @@
 
 Usage: python benchmarks/peak_memory.py LENGTH [--batch B] [--emb E] [--hidden H] [--layers N]
 Prints a JSON line: {"length", "baseline_mb", "peak_mb", "step_mb"} where step_mb = peak - baseline, the
-memory the training step itself added (baseline: model, optimizer state and a warm-up step on a tiny batch).
+memory the training step itself added (baseline: model, optimizer state and a warm-up step on a tiny batch; the
+kernel's peak mark is reset after the warm-up, Linux only).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
-import resource
 
 import torch
 
 from hf_bpt3c import AwdLstmConfig, AwdLstmForSequenceClassification
 
 
-def rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+def _status_mb(field: str) -> float:
+    with open("/proc/self/status") as f:
+        line = next(line for line in f if line.startswith(field + ":"))
+    return int(line.split()[1]) / 1024
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def reset_peak() -> None:
+    """Reset the kernel's peak-RSS mark (VmHWM) to the current RSS, so earlier transient peaks do not count."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
 
 
 def main() -> None:
@@ -50,9 +54,11 @@ def main() -> None:
         optimizer.zero_grad(set_to_none=True)
 
     step(config.bptt)  # allocate optimizer state and warm the allocator
-    baseline = max(rss_mb(), peak_rss_mb())
+    gc.collect()
+    reset_peak()
+    baseline = _status_mb("VmRSS")
     step(args.length)
-    peak = peak_rss_mb()
+    peak = _status_mb("VmHWM")
     print(
         json.dumps(
             {

@@ -8,6 +8,7 @@ from transformers import (
     AutoModel,
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
+    AutoTokenizer,
 )
 
 from .configuration_awd_lstm import AwdLstmConfig
@@ -19,11 +20,13 @@ from .modeling_awd_lstm import (
     AwdLstmOutput,
     AwdLstmPreTrainedModel,
 )
+from .tokenization_awd_lstm import AwdLstmTokenizer
 
 AutoConfig.register(AwdLstmConfig.model_type, AwdLstmConfig, exist_ok=True)
 AutoModel.register(AwdLstmConfig, AwdLstmModel, exist_ok=True)
 AutoModelForCausalLM.register(AwdLstmConfig, AwdLstmForCausalLM, exist_ok=True)
 AutoModelForSequenceClassification.register(AwdLstmConfig, AwdLstmForSequenceClassification, exist_ok=True)
+AutoTokenizer.register(AwdLstmConfig, tokenizer_class=AwdLstmTokenizer, exist_ok=True)
 
 # save_pretrained copies the configuration and modeling files next to the weights (remote code)
 AwdLstmConfig.register_for_auto_class()
@@ -37,6 +40,7 @@ __all__ = [
     "AwdLstmModel",
     "AwdLstmForCausalLM",
     "AwdLstmForSequenceClassification",
+    "AwdLstmTokenizer",
     "AwdLstmPreTrainedModel",
     "AwdLstmOutput",
     "AwdLstmCausalLMOutput",

@@ -1,20 +1,39 @@
-"""Map fastai AWD-LSTM state dicts (v2, v1 and 0.7 layouts) onto hf_bpt3c's parameter names.
+"""Convert fastai ULMFiT checkpoints (v2, v1 and 0.7 layouts) into `save_pretrained` folders of hf_bpt3c.
 
 fastai key layouts (see the project notes, bpt3c-reference §1.5):
 - v2 LM:  `0.encoder.weight`, `0.encoder_dp.emb.weight` (alias), `0.rnns.{i}.weight_hh_l0_raw`,
   `0.rnns.{i}.module.{weight_ih_l0,bias_ih_l0,bias_hh_l0}`, `1.decoder.weight` (tied), `1.decoder.bias`;
 - v2 classifier: the same encoder under `0.module.`, the head under `1.layers.{k}.0.*` (BatchNorm1d) and
   `1.layers.{k}.2.weight` (Linear without bias);
-- v1: as v2 plus a duplicate `0.rnns.{i}.module.weight_hh_l0` (dropped);
+- encoder only (`save_encoder`, 0.7's `*_enc.h5`): the encoder keys without the `0.`/`0.module.` prefix;
+- v1: as v2 plus a duplicate `0.rnns.{i}.module.weight_hh_l0` (dropped: it may hold a DropConnect-ed copy);
 - 0.7: the raw recurrent weight under `0.rnns.{i}.module.weight_hh_l0_raw`, `encoder_with_dropout.embed.weight`
   as the alias, and no decoder bias.
+
+Everything is read safely: checkpoints with `torch.load(weights_only=True)`, vocabularies with an unpickler that
+builds nothing but lists, tuples, dicts, strings and ints.
 """
 
 from __future__ import annotations
 
+import io
+import logging
+import os
+import pickle
 import re
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
+
+from .configuration_awd_lstm import AwdLstmConfig
+from .modeling_awd_lstm import AwdLstmForCausalLM, AwdLstmForSequenceClassification, AwdLstmModel
+from .tokenization_awd_lstm import SPECIAL_TOKENS, AwdLstmTokenizer
+
+logger = logging.getLogger(__name__)
 
 _LAYER_KEY = re.compile(r"^rnns\.(\d+)\.(?:module\.)?(weight_ih_l0|weight_hh_l0_raw|bias_ih_l0|bias_hh_l0)$")
 _HEAD_KEY = re.compile(r"^layers\.(\d+)\.(0|2)\.(.+)$")
@@ -25,6 +44,33 @@ _LAYER_NAMES = {
     "bias_hh_l0": "bias_hh",
 }
 _ENCODER_ALIASES = ("encoder_dp.emb.weight", "encoder_with_dropout.embed.weight")
+# fastai 0.7's names of the special tokens (ULMFiT's imdb scripts) -> fastai v1/v2 names.
+_V07_TOKENS = {
+    "_unk_": "xxunk",
+    "_pad_": "xxpad",
+    "xbos": "xxbos",
+    "xfld": "xxfld",
+    "t_up": "xxup",
+    "tk_rep": "xxrep",
+    "tk_wrep": "xxwrep",
+}
+# Objects fastai stores next to the weights in `learn.save` files (optimizer state: fastcore's `L`, numpy
+# scalars, v1's `opt_func` partial). They are replaced by an inert stand-in; only the `model` entry is used.
+_OPTIMIZER_STATE_GLOBALS = (
+    "fastcore.foundation.L",
+    "numpy.core.multiarray.scalar",
+    "numpy._core.multiarray.scalar",
+    "numpy.dtype",
+    "functools.partial",
+    "torch.optim.adam.Adam",
+    "torch.optim.adamw.AdamW",
+    "torch.optim.sgd.SGD",
+)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Key mapping
+# ----------------------------------------------------------------------------------------------------------------
 
 
 def is_fastai_classifier(state_dict: dict[str, torch.Tensor]) -> bool:
@@ -74,7 +120,11 @@ def fastai_to_hf_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, to
 
 def config_kwargs_from_fastai(state_dict: dict[str, torch.Tensor]) -> dict:
     """Sizes read from a fastai state dict: vocab, embedding, hidden size, layers, head sizes and labels."""
-    hf = fastai_to_hf_state_dict(state_dict)
+    return _config_kwargs_from_hf(fastai_to_hf_state_dict(state_dict))
+
+
+def _config_kwargs_from_hf(hf: dict[str, torch.Tensor]) -> dict:
+    """The same sizes read from an hf-keyed state dict."""
     vocab_size, embedding_size = hf["awd_lstm.embeddings.weight"].shape
     n_layers = 1 + max(int(k.split(".")[2]) for k in hf if k.startswith("awd_lstm.layers."))
     kwargs = dict(vocab_size=vocab_size, embedding_size=embedding_size, num_hidden_layers=n_layers)
@@ -89,4 +139,338 @@ def config_kwargs_from_fastai(state_dict: dict[str, torch.Tensor]) -> dict:
     return kwargs
 
 
-__all__ = ["fastai_to_hf_state_dict", "config_kwargs_from_fastai", "is_fastai_classifier"]
+def checkpoint_kind(state_dict: dict[str, torch.Tensor]) -> str:
+    """`"classifier"`, `"language_model"` or `"encoder"` (a `save_encoder` dict without the `0.` prefix)."""
+    if is_fastai_classifier(state_dict):
+        return "classifier"
+    if "1.decoder.weight" in state_dict:
+        return "language_model"
+    if "encoder.weight" in state_dict:
+        return "encoder"
+    raise ValueError(
+        "not a fastai AWD-LSTM state dict: neither a language model (`1.decoder.weight`), a classifier "
+        "(`1.layers.*`) nor an encoder (`encoder.weight`)"
+    )
+
+
+def checkpoint_layout(state_dict: dict[str, torch.Tensor]) -> str:
+    """`"0.7"` (raw weight on the wrapped LSTM), `"v1"` (duplicate `module.weight_hh_l0`) or `"v2"`."""
+    if any(k.endswith("module.weight_hh_l0_raw") or "encoder_with_dropout." in k for k in state_dict):
+        return "0.7"
+    if any(k.endswith("module.weight_hh_l0") for k in state_dict):
+        return "v1"
+    return "v2"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Safe loading
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class _DiscardedObject:
+    """Inert stand-in for a non-tensor object of fastai's optimizer state: it never calls or keeps anything."""
+
+    def __new__(cls, *args, **kwargs):
+        return super().__new__(cls)
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __setstate__(self, state) -> None:
+        pass
+
+
+def _weights_only_reason(err: Exception) -> str:
+    """The reason in torch's long weights_only error message (e.g. 'unsupported GLOBAL posix.system ...')."""
+    text = str(err).split("Check the documentation")[0]
+    text = text.split("WeightsUnpickler error:")[-1] if "WeightsUnpickler error:" in text else text
+    return " ".join(text.split("trusted source.")[-1].split())
+
+
+def load_fastai_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a fastai `.pth`/`.h5` checkpoint with `torch.load(weights_only=True)`.
+
+    Accepts a bare state dict or fastai's `learn.save` dict `{'model': state_dict, 'opt': ...}` (the optimizer
+    state is discarded unread). Returns `{key: tensor}`; raises `ValueError` naming the file otherwise.
+    """
+    path = Path(path)
+    stand_ins = [(_DiscardedObject, name) for name in _OPTIMIZER_STATE_GLOBALS]
+    try:
+        with torch.serialization.safe_globals(stand_ins):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ValueError(
+            f"WEIGHTS file {path} refused by torch.load(weights_only=True): {_weights_only_reason(err)}"
+        ) from None
+    except (RuntimeError, EOFError) as err:
+        raise ValueError(f"WEIGHTS file {path} is not a PyTorch checkpoint: {err}") from None
+    if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
+        obj = obj["model"]
+    if not isinstance(obj, dict) or not obj:
+        raise ValueError(f"WEIGHTS file {path} must hold a state dict or {{'model': state_dict, ...}}")
+    bad = [k for k, v in obj.items() if not (isinstance(k, str) and isinstance(v, torch.Tensor))]
+    if bad:
+        raise ValueError(f"WEIGHTS file {path}: entries {bad[:5]} are not named tensors")
+    return dict(obj)
+
+
+class _DataOnlyUnpickler(pickle.Unpickler):
+    """Unpickler that refuses every global: only built-in containers and scalars can be built."""
+
+    def find_class(self, module: str, name: str):
+        raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a vocabulary")
+
+    def persistent_load(self, pid):
+        raise pickle.UnpicklingError("persistent ids are not allowed in a vocabulary")
+
+
+def _only_str_int(obj) -> bool:
+    """True when `obj` is nested lists/tuples/dicts of str and int only."""
+    if isinstance(obj, (list, tuple)):
+        return all(_only_str_int(item) for item in obj)
+    if isinstance(obj, dict):
+        return all(_only_str_int(k) and _only_str_int(v) for k, v in obj.items())
+    return isinstance(obj, (str, int)) and not isinstance(obj, bool)
+
+
+def _itos_from(obj, source: str) -> list[str]:
+    """A token list from a loaded vocabulary: `itos` as list/tuple of str, or `stoi` as dict str -> id."""
+    if isinstance(obj, (list, tuple)) and obj and all(isinstance(t, str) for t in obj):
+        return list(obj)
+    if isinstance(obj, dict) and obj and all(isinstance(k, str) and isinstance(v, int) for k, v in obj.items()):
+        if sorted(obj.values()) == list(range(len(obj))):
+            return sorted(obj, key=obj.__getitem__)
+    raise ValueError(f"{source} must hold a non-empty list of token strings (fastai's itos) or a str->id dict")
+
+
+def load_itos(path: str | os.PathLike) -> list[str]:
+    """Read a pickled fastai vocabulary (`itos_wt103.pkl`, a language model's `dls.vocab`) without running code.
+
+    Only lists, tuples and dicts of str and int are accepted; any class or function reference in the pickle is
+    refused with a `ValueError` naming the file. Returns the tokens in id order.
+    """
+    path = Path(path)
+    try:
+        obj = _DataOnlyUnpickler(io.BytesIO(path.read_bytes())).load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError) as err:
+        raise ValueError(f"vocabulary file {path} refused: {err}") from None
+    if not _only_str_int(obj):
+        raise ValueError(f"vocabulary file {path} refused: it may only hold lists/dicts/tuples of str and int")
+    return _itos_from(obj, f"vocabulary file {path}")
+
+
+def _vocab_arg(vocab: str | os.PathLike | Sequence[str], name: str) -> list[str]:
+    """A vocabulary given as a pickle path or as a token list."""
+    if isinstance(vocab, (str, os.PathLike)):
+        return load_itos(vocab)
+    if isinstance(vocab, Sequence):
+        return _itos_from(list(vocab), name)
+    raise TypeError(f"{name} must be a path to a pickled itos or a list of tokens, got {type(vocab).__name__}")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Vocabulary transfer
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def match_embeddings(
+    state_dict: dict[str, torch.Tensor], old_itos: Sequence[str], new_itos: Sequence[str]
+) -> dict[str, torch.Tensor]:
+    """fastai's `match_embeds` on an hf state dict: rows of `awd_lstm.embeddings.weight` `(V_old, emb)` and
+    `decoder.bias` `(V_old,)` (if present) are picked by token string for `new_itos`, giving `(V_new, emb)` and
+    `(V_new,)`. Tokens absent from `old_itos` get the mean row / mean bias; a token listed twice in `old_itos`
+    maps to its last id, as in fastai. Returns a new dict; the other entries are shared.
+    """
+    weight = state_dict["awd_lstm.embeddings.weight"]
+    if weight.shape[0] != len(old_itos):
+        raise ValueError(f"old_itos has {len(old_itos)} tokens but the embedding has {weight.shape[0]} rows")
+    old_ids = {tok: i for i, tok in enumerate(old_itos)}
+    rows = torch.tensor([old_ids.get(tok, -1) for tok in new_itos])
+    known = (rows >= 0).unsqueeze(1)
+    matched = dict(state_dict)
+    matched["awd_lstm.embeddings.weight"] = torch.where(known, weight[rows.clamp(min=0)], weight.mean(0))
+    if "decoder.bias" in state_dict:
+        bias = state_dict["decoder.bias"]
+        matched["decoder.bias"] = torch.where(known[:, 0], bias[rows.clamp(min=0)], bias.mean())
+    return matched
+
+
+def _with_fastai_specials(itos: list[str]) -> tuple[list[str], list[str]]:
+    """Rename fastai 0.7 special tokens (`_unk_`, `xbos`, `t_up`, ...) to their v2 names and append the v2
+    special tokens still missing. Returns the new itos (old ids unchanged) and a list of what was done."""
+    renamed = [_V07_TOKENS[t] if t in _V07_TOKENS and _V07_TOKENS[t] not in itos else t for t in itos]
+    notes = [f"renamed fastai 0.7 tokens {a!r} -> {b!r}" for a, b in zip(itos, renamed) if a != b]
+    missing = [tok for tok in SPECIAL_TOKENS if tok not in renamed]
+    if missing:
+        notes.append(f"appended special tokens {missing} (ids {len(renamed)}..) with the mean embedding row")
+    return renamed + missing, notes
+
+
+def _append_mean_rows(state_dict: dict[str, torch.Tensor], n: int) -> dict[str, torch.Tensor]:
+    """Add `n` rows to the embedding `(V, emb) -> (V+n, emb)` (and decoder bias) holding the mean row/bias."""
+    grown = dict(state_dict)
+    weight = state_dict["awd_lstm.embeddings.weight"]
+    grown["awd_lstm.embeddings.weight"] = torch.cat([weight, weight.mean(0, keepdim=True).expand(n, -1)])
+    if "decoder.bias" in state_dict:
+        bias = state_dict["decoder.bias"]
+        grown["decoder.bias"] = torch.cat([bias, bias.mean().expand(n)])
+    return grown
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Conversion
+# ----------------------------------------------------------------------------------------------------------------
+
+_MODEL_CLASSES = {
+    "classifier": AwdLstmForSequenceClassification,
+    "language_model": AwdLstmForCausalLM,
+    "encoder": AwdLstmModel,
+}
+
+
+@dataclass
+class FastaiConversion:
+    """What `convert_fastai` wrote: the model kind, the fastai layout, the output folder and notes for the user."""
+
+    kind: str
+    layout: str
+    out_dir: Path
+    config: AwdLstmConfig
+    notes: list[str] = field(default_factory=list)
+
+
+def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out {out_dir} exists and is not a folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+        raise ValueError(f"--out {out_dir} is not empty; pass overwrite=True (--overwrite) to write into it")
+
+
+def _hf_weights(state_dict: dict[str, torch.Tensor], kind: str, weights: Path) -> dict[str, torch.Tensor]:
+    """hf keys for any kind; an encoder dict is mapped as if it were the `0.` part of an LM."""
+    prefixed = {f"0.{k}": v for k, v in state_dict.items()} if kind == "encoder" else state_dict
+    try:
+        return fastai_to_hf_state_dict(prefixed)
+    except KeyError as err:
+        raise ValueError(
+            f"WEIGHTS file {weights}: {err.args[0]}; supported are fastai v2/v1/0.7 AWD-LSTM language models and "
+            "encoders and fastai v2 classifiers"
+        ) from None
+
+
+def _build_config(hf: dict[str, torch.Tensor], kind: str, tokenizer: AwdLstmTokenizer, **options) -> AwdLstmConfig:
+    """AwdLstmConfig with the checkpoint's sizes, fastai's dropouts for the kind and the tokenizer's special ids."""
+    kwargs = _config_kwargs_from_hf(hf)
+    kwargs.update(options)
+    kwargs.update(pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id)
+    kwargs.update(eos_token_id=tokenizer.eos_token_id)
+    preset = AwdLstmConfig.for_classification if kind == "classifier" else AwdLstmConfig.for_language_model
+    return preset(**kwargs)
+
+
+def _build_model(config: AwdLstmConfig, hf: dict[str, torch.Tensor], kind: str):
+    """The hf model of `kind` holding exactly the converted weights (the LM decoder tied to the embedding)."""
+    model = _MODEL_CLASSES[kind](config)
+    if kind == "encoder":
+        hf = {k.removeprefix("awd_lstm."): v for k, v in hf.items()}
+    missing, unexpected = model.load_state_dict(hf, strict=False)
+    if unexpected or set(missing) - {"decoder.weight"}:
+        raise ValueError(f"converted weights do not fit {type(model).__name__}: missing {missing}, extra {unexpected}")
+    if kind == "language_model":
+        model.tie_weights()
+    return model.eval()
+
+
+def _save_into(out_dir: Path, model, tokenizer: AwdLstmTokenizer) -> None:
+    """Write model and tokenizer into a fresh folder next to `out_dir`, then move the files in: a failure leaves
+    `out_dir` as it was, and files of `out_dir` that the conversion does not produce are kept."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".convert-", dir=out_dir.parent))
+    try:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        for item in staging.iterdir():
+            target = out_dir / item.name
+            if target.is_dir():
+                shutil.rmtree(target)
+            os.replace(item, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def convert_fastai(
+    weights: str | os.PathLike,
+    vocab: str | os.PathLike | Sequence[str],
+    out_dir: str | os.PathLike,
+    *,
+    target_vocab: str | os.PathLike | Sequence[str] | None = None,
+    backwards: bool = False,
+    bptt: int = 72,
+    max_len: int = 1440,
+    overwrite: bool = False,
+) -> FastaiConversion:
+    """Convert a fastai AWD-LSTM checkpoint into a `save_pretrained` folder (config, safetensors, tokenizer).
+
+    Args:
+        weights: `.pth`/`.h5` file: a state dict or `{'model': state_dict, 'opt': ...}` of a fastai v2/v1/0.7
+            language model, an encoder (`save_encoder`, 0.7 `*_enc.h5`) or a fastai v2 classifier.
+        vocab: the checkpoint's vocabulary: a pickled itos list, or the list itself. fastai 0.7 special tokens
+            are renamed to their v2 names; v2 special tokens it lacks are appended (mean embedding row).
+        out_dir: the folder to write; refused if it is not empty, unless `overwrite`.
+        target_vocab: map the embedding (and decoder bias) onto this vocabulary by token string, like fastai's
+            `match_embeds`: new tokens get the mean row and the mean bias.
+        backwards: the checkpoint is a backward (right-to-left) model; recorded as `config.backwards`.
+        bptt, max_len: BPT3C chunk length and kept window written to the config (fastai: 72 and 72*20).
+        overwrite: write into a non-empty `out_dir` (files not produced by the conversion are kept).
+
+    Sizes (vocabulary, embedding, hidden size, layers, head) come from the checkpoint. The result loads with
+    `AutoModelForCausalLM` (LM, encoder), `AutoModelForSequenceClassification` (classifier, encoder) or
+    `AutoModel`, and `AutoTokenizer`.
+    """
+    weights, out_dir = Path(weights), Path(out_dir)
+    _check_out_dir(out_dir, overwrite)
+    state_dict = load_fastai_checkpoint(weights)
+    try:
+        kind, layout = checkpoint_kind(state_dict), checkpoint_layout(state_dict)
+    except ValueError as err:
+        raise ValueError(f"WEIGHTS file {weights}: {err}") from None
+    itos = _vocab_arg(vocab, "vocab")
+    hf = _hf_weights(state_dict, kind, weights)
+    n_rows = hf["awd_lstm.embeddings.weight"].shape[0]
+    if n_rows != len(itos):
+        raise ValueError(f"vocab has {len(itos)} tokens but the embedding in {weights} has {n_rows} rows")
+    notes = []
+    if kind == "language_model" and "decoder.bias" not in hf:
+        hf["decoder.bias"] = torch.zeros(n_rows)
+        notes.append("the checkpoint's decoder has no bias (fastai 0.7); the converted decoder bias is set to zero")
+    itos, special_notes = _with_fastai_specials(itos)
+    notes += special_notes
+    if len(itos) > n_rows:
+        hf = _append_mean_rows(hf, len(itos) - n_rows)
+    if target_vocab is not None:
+        new_itos = _with_fastai_specials(_vocab_arg(target_vocab, "target_vocab"))[0]
+        hf = match_embeddings(hf, itos, new_itos)
+        old_tokens = set(itos)
+        found = sum(tok in old_tokens for tok in new_itos)
+        notes.append(f"target vocabulary: {found}/{len(new_itos)} tokens found, the others got the mean row and bias")
+        itos = new_itos
+    tokenizer = AwdLstmTokenizer.from_fastai_vocab(itos)
+    config = _build_config(hf, kind, tokenizer, backwards=backwards, bptt=bptt, max_len=max_len)
+    _save_into(out_dir, _build_model(config, hf, kind), tokenizer)
+    for note in notes:
+        logger.warning("%s: %s", weights.name, note)
+    return FastaiConversion(kind=kind, layout=layout, out_dir=out_dir, config=config, notes=notes)
+
+
+__all__ = [
+    "FastaiConversion",
+    "checkpoint_kind",
+    "checkpoint_layout",
+    "config_kwargs_from_fastai",
+    "convert_fastai",
+    "fastai_to_hf_state_dict",
+    "is_fastai_classifier",
+    "load_fastai_checkpoint",
+    "load_itos",
+    "match_embeddings",
+]
