@@ -12,7 +12,9 @@ import textwrap
 import torch
 from conftest import small_config
 
-from hf_bpt3c import AwdLstmForCausalLM, AwdLstmForSequenceClassification
+from hf_bpt3c import AwdLstmForCausalLM, AwdLstmForSequenceClassification, AwdLstmTokenizer
+
+TEXT = "The film was GREAT, really great!!! I'd watch it again... <br /><br />Don't miss it."
 
 LOADER = textwrap.dedent(
     """
@@ -28,6 +30,7 @@ LOADER = textwrap.dedent(
     sys.path = [p for p in sys.path if not p.rstrip("/").endswith("src")]
     import torch
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
+    from transformers import AutoTokenizer
 
     lm_dir, clf_dir, ids = sys.argv[1], sys.argv[2], torch.tensor(json.loads(sys.argv[3]))
     results = {"config": type(AutoConfig.from_pretrained(clf_dir, trust_remote_code=True)).__name__}
@@ -38,17 +41,22 @@ LOADER = textwrap.dedent(
         results["lm"] = lm(ids).logits.tolist()
         base = AutoModel.from_pretrained(lm_dir, trust_remote_code=True).eval()
         results["base"] = base(ids).last_hidden_state.tolist()
-    results["modules"] = sorted({type(m).__module__ for m in (clf, lm, base)})
+    tokenizer = AutoTokenizer.from_pretrained(clf_dir, trust_remote_code=True)
+    results["token_ids"] = tokenizer(sys.argv[4])["input_ids"]
+    results["modules"] = sorted({type(m).__module__ for m in (clf, lm, base, tokenizer)})
     print(json.dumps(results))
     """
 )
 
 
 def test_folders_load_with_remote_code_only(tmp_path):
-    config = small_config(id2label={0: "a", 1: "b", 2: "c"})
+    tokenizer = AwdLstmTokenizer.from_texts([TEXT, "A dull film, sadly."] * 2, min_freq=1)
+    config = small_config(vocab_size=len(tokenizer), id2label={0: "a", 1: "b", 2: "c"})
     lm, clf = AwdLstmForCausalLM(config).eval(), AwdLstmForSequenceClassification(config).eval()
     lm.save_pretrained(tmp_path / "lm")
     clf.save_pretrained(tmp_path / "clf")
+    tokenizer.save_pretrained(tmp_path / "clf")
+    assert (tmp_path / "clf" / "tokenization_awd_lstm.py").is_file()
     for folder in ("lm", "clf"):
         saved = set(os.listdir(tmp_path / folder))
         assert {"modeling_awd_lstm.py", "configuration_awd_lstm.py", "config.json"} <= saved
@@ -57,10 +65,11 @@ def test_folders_load_with_remote_code_only(tmp_path):
         assert set(auto_map) == {"AutoConfig", *heads}
 
     ids = torch.randint(2, config.vocab_size, (2, 40))
+    args = [str(tmp_path / "lm"), str(tmp_path / "clf"), json.dumps(ids.tolist()), TEXT]
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="1")
     result = subprocess.run(
-        [sys.executable, "-c", LOADER, str(tmp_path / "lm"), str(tmp_path / "clf"), json.dumps(ids.tolist())],
+        [sys.executable, "-c", LOADER, *args],
         capture_output=True,
         text=True,
         env=env,
@@ -70,6 +79,7 @@ def test_folders_load_with_remote_code_only(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     loaded = json.loads(result.stdout.strip().splitlines()[-1])
     assert loaded["config"] == "AwdLstmConfig"
+    assert loaded["token_ids"] == tokenizer(TEXT)["input_ids"]
     assert all(m.startswith("transformers_modules.") for m in loaded["modules"]), loaded["modules"]
     with torch.no_grad():
         assert torch.allclose(torch.tensor(loaded["classifier"]), clf(ids).logits, atol=1e-6, rtol=0)
