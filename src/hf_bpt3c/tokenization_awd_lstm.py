@@ -7,11 +7,16 @@ Pipeline (same order and output as fastai's ``Tokenizer(SpacyTokenizer('en'))`` 
    back-references and counts that ``tokenizers`` normalizers cannot express);
 2. spaCy-English-like word splitting (whitespace handling, prefixes, suffixes, infixes, URLs and the English
    tokenizer exceptions), memoised per whitespace-delimited chunk, then fastai's ``replace_space`` post-rule;
-3. the words, joined by single spaces, go to the Rust backend (``Split(" ")`` pre-tokenizer and a ``WordLevel``
-   or ``Unigram`` model) in parallel batches; its post-processor prepends ``xxbos``.
+3. the words, joined by single spaces, go in one batch to the Rust backend (``CharDelimiterSplit(" ")``
+   pre-tokenizer, ``WordLevel`` or ``Unigram`` model, a post-processor that prepends ``xxbos``).
 
 The saved ``tokenizer.json`` therefore maps fastai-tokenized text (tokens joined by spaces, fastai's on-disk
 format) to ids on its own; raw text needs this class, which ``save_pretrained`` ships as remote code.
+
+Offsets would refer to the rule-processed text and cost the Rust backend as much as the lookup itself, so they
+are only computed when asked for (``return_offsets_mapping=True``); without them the backend's offset-free
+encoder runs and ``BatchEncoding.tokens()``/``word_ids()`` are empty: use ``tokenize`` or
+``convert_ids_to_tokens`` to see tokens.
 
 The English punctuation classes and tokenizer exceptions below follow spaCy's English defaults (spaCy, MIT
 licence, (c) ExplosionAI GmbH), restricted to what can occur in fastai's lowercased text.
@@ -28,7 +33,6 @@ import re
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import BatchEncoding, TokenizersBackend
@@ -39,7 +43,6 @@ UNK, PAD, BOS, EOS, FLD, TK_REP, TK_WREP, TK_UP, TK_MAJ = SPECIAL_TOKENS = (
     "xxunk xxpad xxbos xxeos xxfld xxrep xxwrep xxup xxmaj".split()
 )
 FAKE = "xxfake"
-_CHUNK = 128  # documents per pipelined encoding step
 _SPECIAL_SET = frozenset(SPECIAL_TOKENS)
 
 # ----------------------------------------------------------------------------------------------------------
@@ -450,18 +453,26 @@ def fastai_tokenize(text: str) -> str:
 _RE_DETOK_SPACE = re.compile(r" (?=[.,!?;:%)\]}…]|n't\b|'(?:s|m|re|ve|d|ll)\b)|(?<=[(\[{$#]) ")
 
 
+def _restore_case(tokens: Sequence[str]) -> list[str]:
+    """Apply ``xxmaj`` (capitalise) and ``xxup`` (upper-case) to the token that follows them."""
+    out: list[str] = []
+    for tok in tokens:
+        if out and out[-1] in (TK_MAJ, TK_UP) and tok not in _SPECIAL_SET:
+            out[-1] = tok[:1].upper() + tok[1:] if out[-1] == TK_MAJ else tok.upper()
+        else:
+            out.append(tok)
+    return out
+
+
 def detokenize(tokens: Sequence[str]) -> str:
     """Readable text from fastai tokens: ``xxmaj``/``xxup`` restore case, ``xxrep``/``xxwrep`` expand."""
+    tokens = _restore_case(tokens)
     words: list[str] = []
-    i, n = 0, len(tokens)
-    while i < n:
+    i = 0
+    while i < len(tokens):
         tok = tokens[i]
-        nxt = tokens[i + 1] if i + 1 < n else ""
-        if tok in (TK_MAJ, TK_UP) and nxt:
-            words.append(nxt[:1].upper() + nxt[1:] if tok == TK_MAJ else nxt.upper())
-            i += 2
-        elif tok in (TK_REP, TK_WREP) and nxt.isdigit() and i + 2 < n:
-            count, unit = int(nxt), tokens[i + 2]
+        if tok in (TK_REP, TK_WREP) and i + 2 < len(tokens) and tokens[i + 1].isdigit():
+            count, unit = int(tokens[i + 1]), tokens[i + 2]
             words.append(unit * count if tok == TK_REP else " ".join([unit] * count))
             i += 3
         else:
@@ -596,6 +607,11 @@ class AwdLstmTokenizer(TokenizersBackend):
         counts.pop("", None)
         return cls._from_backend(_word_backend(make_vocab(counts, min_freq, max_vocab)), **kwargs)
 
+    def tokenize(self, text: str, pair: str | None = None, add_special_tokens: bool = False, **kwargs) -> list[str]:
+        """Tokens of ``text`` (and ``pair``) as the backend produces them."""
+        kwargs["return_offsets_mapping"] = True
+        return super().tokenize(text, pair=pair, add_special_tokens=add_special_tokens, **kwargs)
+
     def fastai_tokens(self, text: str) -> list[str]:
         """fastai's token list for ``text``, ``xxbos`` included."""
         body = fastai_tokenize(text)
@@ -627,32 +643,40 @@ class AwdLstmTokenizer(TokenizersBackend):
         pad_to_multiple_of: int | None = None,
         padding_side: str | None = None,
         return_tensors=None,
+        return_token_type_ids: bool | None = None,
+        return_attention_mask: bool | None = None,
         return_overflowing_tokens: bool = False,
+        return_special_tokens_mask: bool = False,
         return_offsets_mapping: bool = False,
+        return_length: bool = False,
         verbose: bool = True,
         split_special_tokens: bool | None = None,
-        **convert_kwargs,
+        **kwargs,
     ) -> BatchEncoding:
-        """The fast path for raw texts: rules and word splitting in Python overlap the Rust encoding."""
+        """Raw texts: fastai rules and word splitting in Python, then one batched call to the Rust backend."""
         texts = [text] if isinstance(text, str) else list(text)
         self.set_truncation_and_padding(
             padding_strategy, truncation_strategy, max_length, stride, pad_to_multiple_of, padding_side
         )
         split = self.split_special_tokens if split_special_tokens is None else split_special_tokens
         self._tokenizer.encode_special_tokens = split
-        encodings = self._pipelined_encode(texts, add_special_tokens, return_offsets_mapping)
-        if padding_strategy == PaddingStrategy.LONGEST and len(texts) > _CHUNK:
-            self._pad_to_longest(encodings, pad_to_multiple_of, padding_side)
+        # Offsets (relative to the rule-processed text) cost as much as the lookup: only compute them on demand.
+        encode = self._tokenizer.encode_batch if return_offsets_mapping else self._tokenizer.encode_batch_fast
+        encodings = encode(list(map(fastai_tokenize, texts)), add_special_tokens=add_special_tokens)
         rows = [
             self._convert_encoding(
                 e,
+                return_token_type_ids=return_token_type_ids,
+                return_attention_mask=return_attention_mask,
                 return_overflowing_tokens=return_overflowing_tokens,
+                return_special_tokens_mask=return_special_tokens_mask,
                 return_offsets_mapping=return_offsets_mapping,
-                **convert_kwargs,
+                return_length=return_length,
             )
             for e in encodings
         ]
-        data = {key: [v for row, _ in rows for v in row[key]] for key in rows[0][0]}
+        keys = rows[0][0] if rows else self.model_input_names
+        data = {key: [v for row, _ in rows for v in row[key]] for key in keys}
         if return_overflowing_tokens:
             data["overflow_to_sample_mapping"] = [i for i, (row, _) in enumerate(rows) for _ in row["input_ids"]]
         for ids in data["input_ids"]:
@@ -660,37 +684,6 @@ class AwdLstmTokenizer(TokenizersBackend):
         if isinstance(text, str) and return_tensors is None and not return_overflowing_tokens:
             data = {key: value[0] for key, value in data.items()}
         return BatchEncoding(data, [e for _, row in rows for e in row], tensor_type=return_tensors)
-
-    def _pipelined_encode(self, texts: list[str], add_special_tokens: bool, with_offsets: bool) -> list:
-        """Encode in chunks; a worker thread runs the Rust encoder (GIL released) while Python prepares the next."""
-        encode = self._tokenizer.encode_batch
-        chunks = [texts[i : i + _CHUNK] for i in range(0, len(texts), _CHUNK)] or [[]]
-        if len(chunks) == 1:
-            return encode(list(map(fastai_tokenize, chunks[0])), add_special_tokens=add_special_tokens)
-        encodings: list = []
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            pending = None
-            for chunk in chunks:
-                prepared = list(map(fastai_tokenize, chunk))
-                if pending is not None:
-                    encodings.extend(pending.result())
-                pending = pool.submit(encode, prepared, add_special_tokens=add_special_tokens)
-            encodings.extend(pending.result())
-        return encodings
-
-    def _pad_to_longest(self, encodings: list, pad_to_multiple_of: int | None, padding_side: str | None) -> None:
-        """Chunks were padded separately: pad every encoding to the longest of the whole batch."""
-        length = max(len(e.ids) for e in encodings)
-        if pad_to_multiple_of:
-            length = -(-length // pad_to_multiple_of) * pad_to_multiple_of
-        for e in encodings:
-            e.pad(
-                length,
-                direction=padding_side or self.padding_side,
-                pad_id=self.pad_token_id,
-                pad_type_id=self.pad_token_type_id,
-                pad_token=self.pad_token,
-            )
 
     def convert_tokens_to_string(self, tokens: list[str]) -> str:
         """Readable text from tokens (see :func:`detokenize`)."""
