@@ -259,3 +259,17 @@ def test_training_streams_reset_each_epoch(tmp_path):
     )
     Trainer(model, training_args, train_dataset=data, callbacks=[StreamStateCallback()]).train()
     assert received == ([False] + [True] * 7) * 2
+
+
+def test_a_non_finite_stream_state_is_not_carried():
+    model = AwdLstmForCausalLM(small_config()).eval()
+    callback = StreamStateCallback().attach(model)
+    ids = torch.randint(9, 60, (2, 6))
+    with torch.no_grad():
+        model(ids)
+        assert callback.states[False] is not None
+        model.awd_lstm.layers[0].bias_ih[0] = float("nan")
+        with pytest.warns(UserWarning, match="not finite"):
+            model(ids)
+        assert callback.states[False] is None  # the next batch starts from zeros, not from NaN
+    callback.remove()

@@ -14,10 +14,13 @@ and `StreamStateCallback` carries the (detached) state from batch to batch insid
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import torch
 from transformers import TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 
 def document_lengths(input_ids: Iterable[Sequence[int]]) -> list[int]:
@@ -88,7 +91,9 @@ class StreamStateCallback(TrainerCallback):
     Installs two hooks on the model (at the start of training, or with `attach`): before each forward call the
     previous batch's state (detached) is passed as `state`, after it the returned state is kept. Training and
     evaluation keep separate streams: the training state is reset at the start of every epoch, the evaluation
-    state at the start of every evaluation; a batch of another size (the last, smaller one) starts from zeros.
+    state at the start of every evaluation; a batch of another size (the last, smaller one) starts from zeros,
+    and so does the batch after one whose state is not finite (with a warning). The training state is saved with
+    every checkpoint and restored when training resumes from the latest checkpoint in `output_dir`.
     Use it with `LMStreamDataset` and `TrainingArguments(train_sampling_strategy="sequential")`.
     """
 
@@ -96,6 +101,7 @@ class StreamStateCallback(TrainerCallback):
         self.states: dict[bool, tuple | None] = {True: None, False: None}  # keyed by `model.training`
         self._handles: list = []
         self._training: bool | None = None
+        self._resumed_mid_epoch = False
 
     def _before_forward(self, module, args, kwargs):
         if module.training != self._training:
@@ -111,6 +117,9 @@ class StreamStateCallback(TrainerCallback):
 
     def _after_forward(self, module, args, kwargs, output):
         state = getattr(output, "state", None)
+        if state is not None and not all(bool(torch.isfinite(t).all()) for pair in state for t in pair):
+            warnings.warn("the LM state is not finite (NaN/inf): the next batch starts from zeros", stacklevel=2)
+            state = None
         detached = None if state is None else tuple((h.detach(), c.detach()) for h, c in state)
         self.states[module.training] = detached
 
@@ -126,9 +135,28 @@ class StreamStateCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         self.attach(model)
+        self._resumed_mid_epoch = False
+        saved = self._checkpoint_file(args, state)
+        if state.global_step > 0 and saved.is_file():  # resuming: continue the streams where they stopped
+            self.states[True] = torch.load(saved, weights_only=True)
+            self._resumed_mid_epoch = not float(state.epoch or 0).is_integer()
 
     def on_epoch_begin(self, args, state, control, **kwargs):
-        self.states[True] = None
+        if self._resumed_mid_epoch:
+            self._resumed_mid_epoch = False  # the restored state belongs to this epoch
+        else:
+            self.states[True] = None
+
+    def on_save(self, args, state, control, **kwargs):
+        """Save the training streams' state next to Trainer's checkpoint (one file per process)."""
+        path = self._checkpoint_file(args, state)
+        if path.parent.is_dir():
+            torch.save(self.states[True], path)
+
+    @staticmethod
+    def _checkpoint_file(args, state) -> Path:
+        checkpoint = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+        return checkpoint / f"stream_state-{args.process_index}.pt"
 
     def on_evaluate(self, args, state, control, **kwargs):
         self.states[False], self._training = None, None
