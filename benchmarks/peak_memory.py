@@ -1,6 +1,7 @@
-"""Peak resident memory of one BPT3C training step on one document, in a fresh process.
+"""Peak resident memory of one BPT3C training step (or, with --inference, one eval forward pass), in a fresh
+process.
 
-Usage: python benchmarks/peak_memory.py LENGTH [--batch B] [--emb E] [--hidden H] [--layers N]
+Usage: python benchmarks/peak_memory.py LENGTH [--batch B] [--emb E] [--hidden H] [--layers N] [--inference]
 Prints a JSON line: {"length", "baseline_mb", "peak_mb", "step_mb"} where step_mb = peak - baseline, the
 memory the training step itself added (baseline: model, optimizer state and a warm-up step on a tiny batch; the
 kernel's peak mark is reset after the warm-up, Linux only).
@@ -37,6 +38,7 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--layers", type=int, default=3)
     parser.add_argument("--vocab", type=int, default=1000)
+    parser.add_argument("--inference", action="store_true", help="measure an eval forward pass instead")
     args = parser.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(1)
@@ -49,6 +51,10 @@ def main() -> None:
 
     def step(length: int) -> None:
         ids = torch.randint(9, args.vocab, (args.batch, length))
+        if args.inference:
+            with torch.no_grad():
+                model.eval()(ids)
+            return
         model(ids, labels=labels).loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

@@ -190,3 +190,18 @@ def test_dropout_draws_fresh_masks_per_chunk_in_training():
     first.backward()
     for name, param in model.named_parameters():
         assert param.grad is not None and param.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_backward_classifier_reads_each_document_reversed(side):
+    forward = AwdLstmForSequenceClassification(small_config()).eval()
+    backward = AwdLstmForSequenceClassification(small_config(backwards=True)).eval()
+    backward.load_state_dict(forward.state_dict())
+    docs = random_docs([23, 4, 40], forward.config.vocab_size, 9)
+    ids, mask = pad_batch(docs, side)
+    with torch.no_grad():
+        logits = backward(ids, attention_mask=mask).logits
+        for row, doc in enumerate(docs):
+            reversed_alone = forward(doc.flip(0).unsqueeze(0)).logits[0]
+            assert (logits[row] - reversed_alone).abs().max() <= 1e-5
+        assert (logits - forward(ids, attention_mask=mask).logits).abs().max() > 1e-6

@@ -14,8 +14,15 @@ State layout: a tuple with one `(h, c)` pair per layer, each of shape `(batch, l
 
 from __future__ import annotations
 
+import bisect
+import contextlib
+import json
 import math
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -64,6 +71,113 @@ def embed_with_dropout(
         return embeds
     row_mask = weight.new_empty(weight.size(0), 1).bernoulli_(1 - p).div_(1 - p)  # (vocab, 1)
     return embeds * F.embedding(input_ids, row_mask)  # (batch, seq, 1) broadcast
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Fused LSTM for bfloat16 compute on CPU: matrix products in bfloat16, gate arithmetic and state in float32.
+# oneDNN's bfloat16 LSTM (what autocast runs) has a slow backward; this one's time loop computes only the
+# recurrent term, and the input and weight gradients are single large matrix products after the loop.
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _cast(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return x if x.dtype == dtype else x.to(dtype)
+
+
+_FUSED_PARAM_DTYPES = (torch.float32, torch.float64)
+
+
+def _lstm_compute_dtype(x: torch.Tensor, requested: torch.dtype | None) -> torch.dtype | None:
+    """The dtype of the LSTM's matrix products: `requested`, else bfloat16 under a bfloat16 CPU autocast."""
+    if requested is None and x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        return torch.bfloat16 if torch.get_autocast_dtype("cpu") == torch.bfloat16 else None
+    return requested
+
+
+def _use_fused(x: torch.Tensor, h0: torch.Tensor, weights: list[torch.Tensor]) -> bool:
+    """The fused LSTM serves CPU training in a reduced compute dtype; without autograd oneDNN's bfloat16 LSTM
+    (one call per chunk, what autocast runs) is faster."""
+    if x.device.type != "cpu" or weights[0].dtype not in _FUSED_PARAM_DTYPES:
+        return False
+    return torch.is_grad_enabled() and any(t.requires_grad for t in (x, h0, *weights))
+
+
+def _lstm_autocast(x: torch.Tensor, compute_dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """Autocast to `compute_dtype` around `torch.lstm` (cuDNN/oneDNN in bfloat16), or leave the context as it is."""
+    if compute_dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(x.device.type, dtype=compute_dtype)
+
+
+class _FusedLstm(torch.autograd.Function):
+    """One LSTM layer over a whole chunk (gate order i, f, g, o), products in `compute_dtype`.
+
+    Inputs: x `(batch, seq, input)`, h0 and c0 `(batch, hidden)`, weight_ih `(4*hidden, input)`, weight_hh
+    `(4*hidden, hidden)`, bias `(4*hidden,)` (= bias_ih + bias_hh), compute_dtype. Gates, state and outputs are in
+    the state dtype: float64 when x is float64 (tests), else float32.
+    Returns output `(batch, seq, hidden)`, h and c `(batch, hidden)`.
+    """
+
+    @staticmethod
+    def forward(ctx, x, h0, c0, weight_ih, weight_hh, bias, compute_dtype):
+        batch, seq, n_in = x.shape
+        hidden = weight_hh.size(1)
+        state_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+        x_tm = _cast(x.transpose(0, 1).reshape(seq * batch, n_in), compute_dtype)  # time-major (seq*batch, in)
+        w_ih, w_hh_t = _cast(weight_ih, compute_dtype), _cast(weight_hh, compute_dtype).t()
+        gates = _cast(torch.mm(x_tm, w_ih.t()), state_dtype).add_(bias).view(seq, batch, 4 * hidden)
+        cs = gates.new_empty(seq + 1, batch, hidden)  # c_0 .. c_seq
+        hs = gates.new_empty(seq + 1, batch, hidden)  # h_0 .. h_seq
+        cs[0], hs[0] = c0, h0
+        for t in range(seq):
+            g = gates[t]  # becomes the activated gates, kept for the backward
+            g += torch.mm(_cast(hs[t], compute_dtype), w_hh_t)
+            torch.sigmoid(g[:, : 2 * hidden], out=g[:, : 2 * hidden])
+            torch.tanh(g[:, 2 * hidden : 3 * hidden], out=g[:, 2 * hidden : 3 * hidden])
+            torch.sigmoid(g[:, 3 * hidden :], out=g[:, 3 * hidden :])
+            i, f, g_, o = g.chunk(4, 1)
+            torch.addcmul(f * cs[t], i, g_, out=cs[t + 1])
+            torch.mul(o, torch.tanh(cs[t + 1]), out=hs[t + 1])
+        # kept for the backward in the compute dtype (gates, inputs, previous h) or as they are (c, the weight)
+        h_prev = _cast(hs[:-1], compute_dtype)
+        ctx.save_for_backward(x_tm, weight_ih, w_hh_t, _cast(gates, compute_dtype), cs, h_prev)
+        return hs[1:].transpose(0, 1), hs[seq].clone(), cs[seq].clone()
+
+    @staticmethod
+    def backward(ctx, d_out, d_h, d_c):
+        x_tm, weight_ih, w_hh_t, gates, cs, h_prev = ctx.saved_tensors
+        seq, batch, hidden = h_prev.shape
+        gates, w_ih = _cast(gates, cs.dtype), _cast(weight_ih, x_tm.dtype)
+        i, f, g, o = gates.chunk(4, 2)  # activated, each (seq, batch, hidden)
+        tanh_c = torch.tanh(cs[1:])
+        dc_from_dh = o * (1 - tanh_c * tanh_c)
+        # d(pre-activation of i, f, g) = dc * these;  d(pre-activation of o) = dh * d_o_factor
+        dc_factors = torch.stack([g * i * (1 - i), cs[:-1] * f * (1 - f), i * (1 - g * g)], dim=2)
+        d_o_factor = tanh_c * o * (1 - o)
+        d_out = _cast(d_out, gates.dtype).transpose(0, 1)  # (seq, batch, hidden)
+        d_gates = gates.new_empty(seq, batch, 4 * hidden)
+        d_h = gates.new_zeros(batch, hidden) if d_h is None else _cast(d_h, gates.dtype)
+        d_c = gates.new_zeros(batch, hidden) if d_c is None else _cast(d_c, gates.dtype)
+        w_hh = w_hh_t.t()
+        for t in range(seq - 1, -1, -1):  # only the recurrent term is sequential
+            d_h = d_h + d_out[t]
+            d_c = torch.addcmul(d_c, d_h, dc_from_dh[t])
+            torch.mul(dc_factors[t], d_c.unsqueeze(1), out=d_gates[t, :, : 3 * hidden].view(batch, 3, hidden))
+            torch.mul(d_o_factor[t], d_h, out=d_gates[t, :, 3 * hidden :])
+            d_c = d_c * f[t]
+            d_h = _cast(torch.mm(_cast(d_gates[t], w_hh.dtype), w_hh), gates.dtype)
+        d_flat = d_gates.view(seq * batch, 4 * hidden)
+        d_flat_c = _cast(d_flat, x_tm.dtype)
+        d_x = d_w_ih = d_w_hh = None
+        if ctx.needs_input_grad[0]:
+            d_x = _cast(torch.mm(d_flat_c, w_ih), gates.dtype).view(seq, batch, -1).transpose(0, 1)
+        if ctx.needs_input_grad[3]:
+            d_w_ih = _cast(torch.mm(d_flat_c.t(), x_tm), gates.dtype)
+        if ctx.needs_input_grad[4]:
+            h_prev = h_prev.reshape(seq * batch, hidden)
+            d_w_hh = _cast(torch.mm(d_flat_c.t(), h_prev), gates.dtype)
+        d_bias = d_flat.sum(0) if ctx.needs_input_grad[5] else None
+        return d_x, d_h, d_c, d_w_ih, d_w_hh, d_bias, None
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -129,8 +243,17 @@ class AwdLstmLayer(nn.Module):
         self.bias_hh = nn.Parameter(torch.empty(4 * hidden_size))
 
     def recurrent_weight(self) -> torch.Tensor:
-        """The hidden-to-hidden weight with a fresh DropConnect mask (training) or as it is (eval)."""
-        return F.dropout(self.weight_hh, self.weight_dropout, self.training)
+        """The hidden-to-hidden weight with a fresh DropConnect mask (training) or as it is (eval).
+
+        The same draw and values as `F.dropout(weight_hh, p)` on CPU, but autograd keeps a bool mask (1 byte per
+        weight) instead of a float one (4 bytes): BPT3C keeps one per layer for every chunk with gradients.
+        """
+        p = self.weight_dropout
+        if not self.training or p == 0.0:
+            return self.weight_hh
+        keep = torch.empty_like(self.weight_hh).bernoulli_(1 - p).bool()
+        scale = torch.ones((), dtype=self.weight_hh.dtype, device=self.weight_hh.device).div_(1 - p)
+        return torch.where(keep, self.weight_hh * scale, 0.0)
 
     def weights(self, weight_hh: torch.Tensor | None = None) -> list[torch.Tensor]:
         weight_hh = self.recurrent_weight() if weight_hh is None else weight_hh
@@ -141,17 +264,37 @@ class AwdLstmLayer(nn.Module):
         x: torch.Tensor,
         state: tuple[torch.Tensor, torch.Tensor],
         weight_hh: torch.Tensor | None = None,
+        compute_dtype: torch.dtype | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """x: `(batch, seq, input_size)`, state `(h, c)` each `(batch, hidden_size)`.
 
         Returns the output `(batch, seq, hidden_size)` and the final `(h, c)`. `weight_hh` lets a caller share
-        one DropConnect draw between several calls (BPT3C does, once per chunk).
+        one DropConnect draw between several calls (BPT3C does, once per chunk). `compute_dtype=torch.bfloat16`
+        (or a bfloat16 CPU autocast) runs the matrix products in bfloat16 (see `AwdLstmConfig.compute_dtype`).
         """
         h0, c0 = state
-        out, h, c = torch.lstm(
-            x, (h0.unsqueeze(0), c0.unsqueeze(0)), self.weights(weight_hh), True, 1, 0.0, self.training, False, True
-        )
-        return out, (h[0], c[0])
+        weights = self.weights(weight_hh)
+        compute_dtype = _lstm_compute_dtype(x, compute_dtype)
+        if compute_dtype is not None and _use_fused(x, h0, weights):
+            with torch.autocast("cpu", enabled=False):
+                return self._forward_fused(x, h0, c0, weights, compute_dtype)
+        with _lstm_autocast(x, compute_dtype):
+            out, h, c = torch.lstm(
+                x, (h0.unsqueeze(0), c0.unsqueeze(0)), weights, True, 1, 0.0, self.training, False, True
+            )
+        return _cast(out, x.dtype), (_cast(h[0], h0.dtype), _cast(c[0], c0.dtype))
+
+    @staticmethod
+    def _forward_fused(
+        x: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor, weights: list[torch.Tensor], compute_dtype: torch.dtype
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        weight_ih, weight_hh, bias_ih, bias_hh = weights
+        state_dtype = weight_ih.dtype
+        out, h, c = _FusedLstm.apply(
+            _cast(x, state_dtype), _cast(h0, state_dtype), _cast(c0, state_dtype), weight_ih, weight_hh,
+            bias_ih + bias_hh, compute_dtype,
+        )  # fmt: skip
+        return out, (h, c)
 
     def forward_packed(
         self,
@@ -159,14 +302,17 @@ class AwdLstmLayer(nn.Module):
         batch_sizes: torch.Tensor,
         state: tuple[torch.Tensor, torch.Tensor],
         weight_hh: torch.Tensor | None = None,
+        compute_dtype: torch.dtype | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        """The same on a packed sequence: `data` `(total_tokens, input_size)` in `PackedSequence` order."""
+        """The same on a packed sequence: `data` `(total_tokens, input_size)` in `PackedSequence` order
+        (`compute_dtype` runs it under bfloat16 autocast)."""
         h0, c0 = state
-        out, h, c = torch.lstm(
-            data, batch_sizes, (h0.unsqueeze(0), c0.unsqueeze(0)), self.weights(weight_hh), True, 1, 0.0,
-            self.training, False,
-        )  # fmt: skip
-        return out, (h[0], c[0])
+        with _lstm_autocast(data, compute_dtype):
+            out, h, c = torch.lstm(
+                data, batch_sizes, (h0.unsqueeze(0), c0.unsqueeze(0)), self.weights(weight_hh), True, 1, 0.0,
+                self.training, False,
+            )  # fmt: skip
+        return _cast(out, data.dtype), (_cast(h[0], h0.dtype), _cast(c[0], c0.dtype))
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}, weight_dropout={self.weight_dropout}"
@@ -262,12 +408,40 @@ def _content_mask(attention_mask: torch.Tensor, batch: int, seq: int, allow_long
     return mask
 
 
-def _left_justify(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Move each row's real tokens to the front, keeping their order. tokens: `(batch, seq[, feat])`."""
+def _left_justify(tokens: torch.Tensor, mask: torch.Tensor, reverse: bool = False) -> torch.Tensor:
+    """Move each row's real tokens to the front, keeping their order (or reversing it, for a backward model).
+    tokens: `(batch, seq[, feat])`, mask: bool `(batch, seq)`."""
     order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)  # real positions first  (batch, seq)
+    if reverse:
+        lengths = mask.sum(dim=1, keepdim=True)  # (batch, 1)
+        k = torch.arange(mask.size(1), device=mask.device).unsqueeze(0)
+        order = order.gather(1, torch.where(k < lengths, lengths - 1 - k, k))
     if tokens.dim() == 3:
         order = order.unsqueeze(-1).expand(-1, -1, tokens.size(-1))
     return tokens.gather(1, order)
+
+
+def _move_files_into(staging: Path, target: Path) -> None:
+    """Move every file of `staging` into `target` with atomic renames, then drop weight files of an earlier save
+    that the new one does not have (e.g. old shards)."""
+    target.mkdir(parents=True, exist_ok=True)
+    new_files = {path.name for path in staging.iterdir()}
+    for name in sorted(new_files):
+        os.replace(staging / name, target / name)
+    for old in target.glob("model*.safetensors*"):
+        if old.name not in new_files:
+            old.unlink()
+
+
+def _tokenizer_vocab_size(path: Path) -> int | None:
+    """Largest id + 1 of a saved `tokenizer.json` (vocabulary and added tokens), or None if there is none."""
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    vocab = (data.get("model") or {}).get("vocab") or {}
+    ids = list(vocab.values()) if isinstance(vocab, dict) else list(range(len(vocab)))
+    ids += [token["id"] for token in data.get("added_tokens") or []]
+    return max(ids) + 1 if ids else None
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -312,19 +486,52 @@ class AwdLstmPreTrainedModel(PreTrainedModel):
         return False  # the recurrent state travels as `state`, not as a key/value cache
 
     def save_pretrained(self, save_directory, *args, **kwargs):
-        """transformers' `save_pretrained`, plus a model card (README.md) when hf_bpt3c is installed.
+        """transformers' `save_pretrained`, made safe to interrupt, plus a model card when hf_bpt3c is installed.
 
-        The card is written from the config and `self.model_card_info` (datasets, eval results, training recipe)
-        and never replaces a README.md that hf_bpt3c did not write.
+        Everything is first written to a hidden staging folder next to `save_directory`, then each file is moved
+        into place with an atomic rename: a save killed at any moment leaves every file either as it was or
+        complete. The card is written from the config and `self.model_card_info` (datasets, eval results,
+        training recipe) and never replaces a README.md that hf_bpt3c did not write.
         """
-        result = super().save_pretrained(save_directory, *args, **kwargs)
-        if kwargs.get("is_main_process", True):
-            try:  # the card templates ship with the package, not with the remote code
-                from hf_bpt3c.model_card import write_model_card
-            except ImportError:
-                return result
-            write_model_card(save_directory, self)
+        if not kwargs.get("is_main_process", True):
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        target = Path(save_directory)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.saving-", dir=target.parent))
+        try:
+            result = super().save_pretrained(staging, *args, **kwargs)
+            _move_files_into(staging, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        try:  # the card templates ship with the package, not with the remote code
+            from hf_bpt3c.model_card import write_model_card
+        except ImportError:
+            return result
+        write_model_card(target, self)
         return result
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """transformers' `from_pretrained`, with load errors that name the file and what is wrong with it: a
+        truncated or corrupted `model.safetensors`, and a tokenizer in the same folder whose ids do not fit the
+        model's embedding."""
+        from safetensors import SafetensorError
+
+        try:
+            model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        except SafetensorError as error:
+            raise OSError(
+                f"the weights file in {pretrained_model_name_or_path} (model.safetensors) is truncated or "
+                f"corrupted: {error}. Save the model again or download it again."
+            ) from error
+        tokenizer_size = _tokenizer_vocab_size(Path(str(pretrained_model_name_or_path)) / "tokenizer.json")
+        if tokenizer_size is not None and tokenizer_size > model.config.vocab_size:
+            raise ValueError(
+                f"{pretrained_model_name_or_path}: tokenizer.json has ids up to {tokenizer_size - 1} but the model's "
+                f"embedding (config.json vocab_size) has only {model.config.vocab_size} rows; the tokenizer and the "
+                "weights do not belong together"
+            )
+        return model
 
     def push_to_hub(self, repo_id: str, **kwargs):
         """transformers' `push_to_hub`, then hf_bpt3c's model card unless the repository has a card of its own."""
@@ -379,6 +586,10 @@ class AwdLstmModel(AwdLstmPreTrainedModel):
             )
         return locked_dropout(inputs_embeds, self.config.input_dropout, self.training)
 
+    def lstm_compute_dtype(self) -> torch.dtype | None:
+        """`torch.bfloat16` when `config.compute_dtype` asks for bfloat16 LSTM products, else None (as the weights)."""
+        return torch.bfloat16 if self.config.compute_dtype == "bfloat16" else None
+
     def recurrent_weights(self) -> list[torch.Tensor]:
         """One DropConnect draw of every layer's hidden-to-hidden weight."""
         return [layer.recurrent_weight() for layer in self.layers]
@@ -391,9 +602,10 @@ class AwdLstmModel(AwdLstmPreTrainedModel):
         x: `(batch, seq, emb)` -> output `(batch, seq, emb)`, new state, and every layer's output.
         """
         weights_hh = weights_hh or self.recurrent_weights()
+        compute_dtype = self.lstm_compute_dtype()
         new_state, layer_outputs = [], []
         for i, layer in enumerate(self.layers):
-            x, layer_state = layer(x, state[i], weights_hh[i])
+            x, layer_state = layer(x, state[i], weights_hh[i], compute_dtype)
             new_state.append(layer_state)
             layer_outputs.append(x)
             if i < len(self.layers) - 1:
@@ -425,10 +637,11 @@ class AwdLstmModel(AwdLstmPreTrainedModel):
         )
         to_sorted, to_original = packed.sorted_indices, packed.unsorted_indices
         weights_hh = self.recurrent_weights()
+        compute_dtype = self.lstm_compute_dtype()
         new_state, layer_outputs = [], []
         for i, layer in enumerate(self.layers):
             h0, c0 = (s[rows][to_sorted] for s in state[i])
-            data, (h, c) = layer.forward_packed(data, batch_sizes, (h0, c0), weights_hh[i])
+            data, (h, c) = layer.forward_packed(data, batch_sizes, (h0, c0), weights_hh[i], compute_dtype)
             h_all, c_all = state[i][0].clone(), state[i][1].clone()
             h_all[rows], c_all[rows] = h[to_original], c[to_original]
             new_state.append((h_all, c_all))
@@ -719,18 +932,17 @@ class AwdLstmForSequenceClassification(AwdLstmPreTrainedModel):
         needs_grad = torch.is_grad_enabled() and (
             any(p.requires_grad for p in self.parameters()) or (tokens.is_floating_point() and tokens.requires_grad)
         )
-        chunk_len = bptt if needs_grad or self.training else max(bptt, INFERENCE_CHUNK_TOKENS // bptt * bptt)
         lengths_list = lengths.tolist()
         batch = len(lengths_list)
         like = backbone.embeddings.weight if inputs_embeds is None else inputs_embeds
         state = backbone.initial_state(batch, like)
         pool = _ConcatPool(batch, self.config.embedding_size, like)
         kept_start_list = kept_start.tolist()
-        for start in range(0, lengths_list[0], chunk_len):
+        for start, end in self._chunk_bounds(lengths_list, bptt, needs_grad or self.training):
             n_active = sum(length > start for length in lengths_list)
             # documents whose chunk ends before their kept window only warm up the state: no autograd for them
-            n_warm = sum(ks >= start + chunk_len for ks in kept_start_list[:n_active]) if needs_grad else 0
-            chunk = tokens[:n_active, start : start + chunk_len]
+            n_warm = sum(ks >= end for ks in kept_start_list[:n_active]) if needs_grad else 0
+            chunk = tokens[:n_active, start:end]
             with torch.set_grad_enabled(needs_grad and n_warm < n_active):
                 weights_hh = backbone.recurrent_weights()  # one DropConnect draw per chunk, for both groups
             new_states = []
@@ -754,6 +966,26 @@ class AwdLstmForSequenceClassification(AwdLstmPreTrainedModel):
             )
         pooled = pool.result()
         return pooled[torch.argsort(order)]  # back to the caller's row order
+
+    @staticmethod
+    def _chunk_bounds(lengths: list[int], bptt: int, training: bool) -> list[tuple[int, int]]:
+        """`(start, end)` columns of the chunks, for documents sorted longest first (`lengths` descending).
+
+        Training: `bptt` chunks, BPT3C's unit of truncation and dropout. Inference: boundaries change nothing, so a
+        chunk runs up to `INFERENCE_CHUNK_TOKENS` but also stops where a document ends (at least `bptt` tokens on):
+        finished documents leave the batch and little padding is computed.
+        """
+        if training:
+            return [(start, start + bptt) for start in range(0, lengths[0], bptt)]
+        longest = max(bptt, INFERENCE_CHUNK_TOKENS // bptt * bptt)
+        ends = sorted(set(lengths))
+        bounds, start = [], 0
+        while start < lengths[0]:
+            next_end = ends[bisect.bisect_right(ends, start)]
+            end = min(start + longest, max(next_end, start + bptt))
+            bounds.append((start, end))
+            start = end
+        return bounds
 
     def _embed_chunk(self, chunk: torch.Tensor, is_embeds: bool) -> torch.Tensor:
         return self.awd_lstm.embed(inputs_embeds=chunk) if is_embeds else self.awd_lstm.embed(input_ids=chunk)
@@ -811,7 +1043,7 @@ class AwdLstmForSequenceClassification(AwdLstmPreTrainedModel):
                 f"document {row} has no token (its attention_mask row is all 0): an empty document cannot be "
                 "classified; tokenize it (the tokenizer adds xxbos) or drop it"
             )
-        return _left_justify(tokens, mask), lengths
+        return _left_justify(tokens, mask, reverse=self.config.backwards), lengths
 
     def _check_labels(self, labels: torch.Tensor, batch: int) -> torch.Tensor:
         """Validate `labels` against `config.problem_type` (inferring it as transformers does)."""

@@ -1,0 +1,117 @@
+"""The fused LSTM (`_FusedLstm`, the bfloat16 compute path) against `torch.lstm`: forward and gradients.
+
+Tolerances: float64 with float64 products must match `torch.lstm` to rounding (1e-12) and pass `gradcheck`; float32
+products to 1e-5; bfloat16 products (gates and state in float32) stay within 3e-2 absolute of float32 on outputs and
+within 5% relative (norm) on gradients, for unit-scale inputs and PyTorch's default weight scale.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import small_config
+
+from hf_bpt3c import AwdLstmConfig, AwdLstmForSequenceClassification
+from hf_bpt3c.modeling_awd_lstm import AwdLstmLayer, _FusedLstm
+
+BATCH, SEQ, N_IN, HIDDEN = 3, 7, 5, 6
+
+
+def lstm_inputs(dtype: torch.dtype, seed: int = 0, hidden: int = HIDDEN, n_in: int = N_IN) -> list[torch.Tensor]:
+    """x `(batch, seq, in)`, h0, c0 `(batch, hidden)`, weight_ih, weight_hh, bias_ih, bias_hh, all requiring grad."""
+    gen = torch.Generator().manual_seed(seed)
+    bound = hidden**-0.5
+    shapes = [(BATCH, SEQ, n_in), (BATCH, hidden), (BATCH, hidden)]
+    tensors = [torch.randn(shape, generator=gen, dtype=dtype) for shape in shapes]
+    weight_shapes = [(4 * hidden, n_in), (4 * hidden, hidden), (4 * hidden,), (4 * hidden,)]
+    tensors += [(torch.rand(shape, generator=gen, dtype=dtype) * 2 - 1) * bound for shape in weight_shapes]
+    return [t.requires_grad_(True) for t in tensors]
+
+
+def reference(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh):
+    out, h, c = torch.lstm(
+        x, (h0[None], c0[None]), [weight_ih, weight_hh, bias_ih, bias_hh], True, 1, 0.0, False, False, True
+    )
+    return out, h[0], c[0]
+
+
+def fused(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, compute_dtype=None):
+    return _FusedLstm.apply(x, h0, c0, weight_ih, weight_hh, bias_ih + bias_hh, compute_dtype or x.dtype)
+
+
+def outputs_and_grads(fn, inputs: list[torch.Tensor], **kwargs) -> list[torch.Tensor]:
+    """The three outputs and the gradients of a fixed random projection of them w.r.t. all seven inputs."""
+    outs = fn(*inputs, **kwargs)
+    gen = torch.Generator().manual_seed(123)
+    loss = sum((o * torch.randn(o.shape, generator=gen, dtype=o.dtype)).sum() for o in outs)
+    grads = torch.autograd.grad(loss, inputs)
+    return [o.detach() for o in outs] + list(grads)
+
+
+def test_gradcheck_float64():
+    inputs = lstm_inputs(torch.float64)
+    assert torch.autograd.gradcheck(lambda *a: fused(*a), inputs)
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+def test_matches_torch_lstm(dtype, tol):
+    inputs = lstm_inputs(dtype, seed=1)
+    for ours, ref in zip(outputs_and_grads(fused, inputs), outputs_and_grads(reference, inputs)):
+        torch.testing.assert_close(ours, ref, atol=tol, rtol=tol)
+
+
+def test_bfloat16_products_close_to_float32():
+    inputs = lstm_inputs(torch.float32, seed=2, hidden=64, n_in=48)
+    exact = outputs_and_grads(fused, inputs)
+    approx = outputs_and_grads(fused, inputs, compute_dtype=torch.bfloat16)
+    for k, (a, e) in enumerate(zip(approx, exact)):
+        assert a.dtype == torch.float32
+        if k < 3:  # outputs, h, c
+            assert (a - e).abs().max() < 3e-2, k
+        else:  # gradients
+            assert (a - e).norm() / e.norm() < 0.05, k
+
+
+def test_layer_bfloat16_paths():
+    """With autograd, `compute_dtype` and a bfloat16 CPU autocast both run the fused LSTM (same result); without
+    autograd oneDNN's bfloat16 LSTM runs; both stay close to float32, which stays exactly `torch.lstm`."""
+    torch.manual_seed(0)
+    layer = AwdLstmLayer(5, 6, weight_dropout=0.0).eval()
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.uniform_(-0.4, 0.4)
+    x, state = torch.randn(2, 9, 5), (torch.zeros(2, 6), torch.zeros(2, 6))
+    exact, _ = layer(x, state)
+    assert torch.equal(exact, reference(x, *state, *layer.weights())[0])
+    fused_out, (h, c) = layer(x, state, compute_dtype=torch.bfloat16)
+    assert fused_out.grad_fn is not None and "Fused" in type(fused_out.grad_fn).__name__
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        autocast_out, _ = layer(x, state)
+    with torch.no_grad():
+        inference_out, _ = layer(x, state, compute_dtype=torch.bfloat16)
+    assert fused_out.dtype == h.dtype == c.dtype == inference_out.dtype == torch.float32
+    assert torch.equal(fused_out, autocast_out)
+    for approx in (fused_out, inference_out):
+        assert 0 < (approx - exact).abs().max() < 2e-2
+
+
+def test_classifier_bfloat16_config_trains_and_predicts_like_float32():
+    """`compute_dtype="bfloat16"`: the classifier's training step runs and its eval logits stay close to float32."""
+    config = small_config()
+    model = AwdLstmForSequenceClassification(config).eval()
+    ids = torch.randint(2, config.vocab_size, (4, 40))
+    with torch.no_grad():
+        fp32 = model(ids).logits
+        model.config.compute_dtype = "bfloat16"
+        bf16 = model(ids).logits
+    assert (bf16 - fp32).abs().max() < 2e-2
+    model.train()
+    loss = model(ids, labels=torch.tensor([0, 1, 2, 0])).loss
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in model.parameters() if p.requires_grad)
+
+
+def test_compute_dtype_is_validated():
+    with pytest.raises(ValueError, match="compute_dtype"):
+        AwdLstmConfig(compute_dtype="float16")
