@@ -8,7 +8,7 @@ Writes into `--output_dir`: the classifier with its tokenizer and model card, `e
 
 The main job (IMDb sample: 800 training and 200 validation reviews, from scratch, 2 CPU cores):
     python examples/run_ulmfit.py --train_file ../shared/data/imdb_sample/texts.csv --split_column is_valid \\
-        --text_column text --label_column label --output_dir runs/imdb
+        --text_column text --label_column label --output_dir runs/imdb --save_strategy no
 Add `--quick` for a small smoke-size run (CI).
 """
 
@@ -44,10 +44,10 @@ class UlmfitArguments:
     num_hidden_layers: int = field(default=2, metadata={"help": "LSTM layers."})
     bptt: int = field(default=72, metadata={"help": "Window (LM) and chunk (classifier) length."})
     max_len: int = field(default=1440, metadata={"help": "Tokens at each document's end that get gradient."})
-    lm_epochs: float = field(default=8, metadata={"help": "Language-model epochs."})
+    lm_epochs: float = field(default=12, metadata={"help": "Language-model epochs."})
     lm_lr: float = field(default=1e-2, metadata={"help": "Language-model learning rate (top group)."})
     lm_batch_size: int = field(default=32, metadata={"help": "Language-model streams."})
-    classifier_epochs: float = field(default=6, metadata={"help": "Classifier epochs."})
+    classifier_epochs: float = field(default=12, metadata={"help": "Classifier epochs."})
     classifier_lr: float = field(default=1e-2, metadata={"help": "Classifier learning rate (head)."})
     classifier_batch_size: int = field(default=32, metadata={"help": "Documents per classifier batch."})
 

@@ -45,17 +45,6 @@ class RecordTrainable(TrainerCallback):
             self.per_epoch.append([all(p.requires_grad for p in group) for group in layer_groups(model)])
 
 
-class Items(torch.utils.data.Dataset):
-    def __init__(self, items):
-        self.items = items
-
-    def __len__(self):
-        return len(self.items)
-
-    def __getitem__(self, i):
-        return self.items[i]
-
-
 def training_args(out: Path, world_size: int, epochs: int) -> TrainingArguments:
     return TrainingArguments(
         output_dir=str(out / "trainer"),
@@ -86,7 +75,7 @@ def train_classifier(out: Path, world_size: int) -> tuple[AwdLstmForSequenceClas
     trainer = Trainer(
         model,
         args,
-        train_dataset=Items(items),
+        train_dataset=items,
         optimizers=ulmfit_optimizers(model, 1e-2, num_training_steps=12),
         callbacks=[GradualUnfreezingCallback(), recorder],
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from fastai_reference import randomize_head_batchnorm
 
 from hf_bpt3c import AwdLstmConfig, AwdLstmForCausalLM, AwdLstmForSequenceClassification
 from hf_bpt3c.convert import config_kwargs_from_fastai, fastai_to_hf_state_dict
@@ -30,15 +31,7 @@ def fastai_classifier():
     model = fastai_text.get_text_classifier(
         fastai_text.AWD_LSTM, VOCAB, 3, seq_len=BPTT, config=dict(FASTAI_CONFIG), max_len=MAX_LEN
     )
-    with torch.no_grad():
-        for name, tensor in model[1].named_buffers():
-            if name.endswith("running_mean"):
-                tensor.normal_(0, 0.2)
-            elif name.endswith("running_var"):
-                tensor.uniform_(0.5, 2.0)
-        for name, param in model[1].named_parameters():
-            if ".0." in name:  # BatchNorm affine
-                param.normal_(1.0 if name.endswith("weight") else 0.0, 0.1)
+    randomize_head_batchnorm(model[1])
     return model.eval()
 
 

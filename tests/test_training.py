@@ -23,21 +23,10 @@ from hf_bpt3c.training import (
 )
 
 
-class ListDataset(torch.utils.data.Dataset):
-    def __init__(self, items):
-        self.items = items
-
-    def __len__(self):
-        return len(self.items)
-
-    def __getitem__(self, i):
-        return self.items[i]
-
-
-def classification_data(n: int = 16, length: int = 12) -> ListDataset:
+def classification_data(n: int = 16, length: int = 12) -> list[dict]:
     gen = torch.Generator().manual_seed(0)
     ids = torch.randint(9, 60, (n, length), generator=gen)
-    return ListDataset([{"input_ids": ids[i], "labels": torch.tensor(i % 3)} for i in range(n)])
+    return [{"input_ids": ids[i], "labels": torch.tensor(i % 3)} for i in range(n)]
 
 
 def args(tmp_path, **overrides) -> TrainingArguments:
