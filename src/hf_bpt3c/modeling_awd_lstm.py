@@ -397,10 +397,9 @@ def _content_mask(attention_mask: torch.Tensor, batch: int, seq: int, allow_long
     if not ((mask == 0) | (mask == 1)).all():
         raise ValueError("attention_mask must contain only 0 (padding) and 1 (token)")
     mask = mask.bool()
-    # contiguous: the number of 0->1 and 1->0 switches along the row, counting the borders as 0, is at most 2
-    edges = F.pad(mask.to(torch.int8), (1, 1)).diff(dim=1).abs().sum(dim=1)
-    if (edges > 2).any():
-        row = int((edges > 2).nonzero()[0, 0])
+    holes = _rows_with_holes(mask)
+    if holes.any():
+        row = int(holes.nonzero()[0, 0])
         raise ValueError(
             f"attention_mask row {row} has padding between tokens; each row's tokens must be contiguous "
             "(left or right padding only)"
@@ -408,14 +407,29 @@ def _content_mask(attention_mask: torch.Tensor, batch: int, seq: int, allow_long
     return mask
 
 
-def _left_justify(tokens: torch.Tensor, mask: torch.Tensor, reverse: bool = False) -> torch.Tensor:
-    """Move each row's real tokens to the front, keeping their order (or reversing it, for a backward model).
-    tokens: `(batch, seq[, feat])`, mask: bool `(batch, seq)`."""
-    order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)  # real positions first  (batch, seq)
+def _rows_with_holes(mask: torch.Tensor) -> torch.Tensor:
+    """bool `(batch,)`: rows whose tokens are not contiguous, i.e. with more than two 0/1 switches along the row
+    (the borders counting as 0). mask: bool `(batch, seq)`."""
+    return F.pad(mask.to(torch.int8), (1, 1)).diff(dim=1).abs().sum(dim=1) > 2
+
+
+def _justify_order(mask: torch.Tensor, reverse: bool = False) -> torch.Tensor:
+    """`(batch, seq)` gather index that puts each row's real tokens first, in order (or reversed, for a backward
+    model), padding after them. mask: bool `(batch, seq)`."""
+    order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)  # real positions first
     if reverse:
         lengths = mask.sum(dim=1, keepdim=True)  # (batch, 1)
         k = torch.arange(mask.size(1), device=mask.device).unsqueeze(0)
         order = order.gather(1, torch.where(k < lengths, lengths - 1 - k, k))
+    return order
+
+
+def _left_justify(tokens: torch.Tensor, mask: torch.Tensor, reverse: bool = False) -> torch.Tensor:
+    """Move each row's real tokens to the front, keeping their order (or reversing it, for a backward model).
+    tokens: `(batch, seq[, feat])`, mask: bool `(batch, seq)`."""
+    if not reverse and bool(mask.all()):
+        return tokens  # nothing to move (saves an O(batch*seq) sort on long unpadded documents)
+    order = _justify_order(mask, reverse)
     if tokens.dim() == 3:
         order = order.unsqueeze(-1).expand(-1, -1, tokens.size(-1))
     return tokens.gather(1, order)
@@ -626,8 +640,10 @@ class AwdLstmModel(AwdLstmPreTrainedModel):
         if rows.numel() == 0:
             zeros = x.new_zeros(batch, seq, self.config.embedding_size)
             return zeros, state, tuple(x.new_zeros(batch, seq, layer.hidden_size) for layer in self.layers)
+        order = _justify_order(mask)  # (batch, seq), computed once for packing and for every layer's unpacking
+        justified = x.gather(1, order.unsqueeze(-1).expand_as(x))
         packed = nn.utils.rnn.pack_padded_sequence(
-            _left_justify(x, mask)[rows], lengths[rows].cpu(), batch_first=True, enforce_sorted=False
+            justified[rows], lengths[rows].cpu(), batch_first=True, enforce_sorted=False
         )
         data, batch_sizes = packed.data, packed.batch_sizes
         # the (sorted) row of every packed element: time step t holds rows 0..batch_sizes[t]-1
@@ -645,7 +661,7 @@ class AwdLstmModel(AwdLstmPreTrainedModel):
             h_all, c_all = state[i][0].clone(), state[i][1].clone()
             h_all[rows], c_all[rows] = h[to_original], c[to_original]
             new_state.append((h_all, c_all))
-            layer_outputs.append(self._unpack(data, packed, rows, mask, seq))
+            layer_outputs.append(self._unpack(data, packed, rows, order))
             if i < len(self.layers) - 1 and self.training and self.config.hidden_dropout > 0:
                 p = self.config.hidden_dropout
                 row_masks = data.new_empty(len(rows), data.size(1)).bernoulli_(1 - p).div_(1 - p)
@@ -654,18 +670,18 @@ class AwdLstmModel(AwdLstmPreTrainedModel):
 
     @staticmethod
     def _unpack(
-        data: torch.Tensor, packed: nn.utils.rnn.PackedSequence, rows: torch.Tensor, mask: torch.Tensor, seq: int
+        data: torch.Tensor, packed: nn.utils.rnn.PackedSequence, rows: torch.Tensor, order: torch.Tensor
     ) -> torch.Tensor:
-        """Packed layer output -> `(batch, seq, features)` at the original (possibly left-padded) positions."""
+        """Packed layer output -> `(batch, seq, features)` at the original (possibly left-padded) positions;
+        `order` is the `_justify_order` the input was packed with."""
+        batch, seq = order.shape
         justified, _ = nn.utils.rnn.pad_packed_sequence(
             packed._replace(data=data), batch_first=True, total_length=seq
         )  # (n_rows, seq, feat), tokens first
-        full = data.new_zeros(mask.size(0), seq, data.size(1))
+        full = data.new_zeros(batch, seq, data.size(1))
         full[rows] = justified
-        # justified position k of a row holds its k-th token; scatter back to where that token was
-        positions = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)  # (batch, seq)
-        out = torch.zeros_like(full)
-        return out.scatter_(1, positions.unsqueeze(-1).expand_as(full), full)
+        # justified position k of a row holds its k-th token: scatter it back to where that token was
+        return torch.zeros_like(full).scatter_(1, order.unsqueeze(-1).expand_as(full), full)
 
     @can_return_tuple
     def forward(
@@ -1029,7 +1045,7 @@ class AwdLstmForSequenceClassification(AwdLstmPreTrainedModel):
             mask = _content_mask(attention_mask, batch, seq)
         elif input_ids is not None and self.config.pad_token_id is not None:
             mask = input_ids != self.config.pad_token_id
-            if (F.pad(mask.to(torch.int8), (1, 1)).diff(dim=1).abs().sum(dim=1) > 2).any():
+            if _rows_with_holes(mask).any():
                 raise ValueError(
                     f"input_ids hold pad_token_id={self.config.pad_token_id} between tokens and no attention_mask "
                     "was given: pass attention_mask to say which positions are padding"

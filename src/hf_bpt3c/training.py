@@ -170,7 +170,8 @@ class GradualUnfreezingCallback(TrainerCallback):
         freeze_to(groups, self.trainable_groups(epoch, len(groups)))
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
-        freeze_to(layer_groups(model), len(layer_groups(model)))  # leave the model fully trainable
+        groups = layer_groups(model)
+        freeze_to(groups, len(groups))  # leave the model fully trainable
 
 
 def activation_penalty(raw: torch.Tensor, dropped: torch.Tensor, alpha: float, beta: float) -> torch.Tensor:
