@@ -12,7 +12,7 @@ import torch
 from conftest import small_config
 
 from hf_bpt3c import AwdLstmConfig, AwdLstmForSequenceClassification
-from hf_bpt3c.modeling_awd_lstm import AwdLstmLayer, _FusedLstm
+from hf_bpt3c.modeling_awd_lstm import AwdLstmLayer, _FusedLstm, drop_connect, keep_mask
 
 BATCH, SEQ, N_IN, HIDDEN = 3, 7, 5, 6
 
@@ -35,8 +35,12 @@ def reference(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh):
     return out, h[0], c[0]
 
 
-def fused(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, compute_dtype=None):
-    return _FusedLstm.apply(x, h0, c0, weight_ih, weight_hh, bias_ih + bias_hh, compute_dtype or x.dtype)
+def fused(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, compute_dtype=None, keep=None, p=0.0):
+    return _FusedLstm.apply(x, h0, c0, weight_ih, weight_hh, bias_ih + bias_hh, keep, p, compute_dtype or x.dtype)
+
+
+def reference_dropconnect(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, keep=None, p=0.0):
+    return reference(x, h0, c0, weight_ih, drop_connect(weight_hh, keep, p), bias_ih, bias_hh)
 
 
 def outputs_and_grads(fn, inputs: list[torch.Tensor], **kwargs) -> list[torch.Tensor]:
@@ -51,6 +55,39 @@ def outputs_and_grads(fn, inputs: list[torch.Tensor], **kwargs) -> list[torch.Te
 def test_gradcheck_float64():
     inputs = lstm_inputs(torch.float64)
     assert torch.autograd.gradcheck(lambda *a: fused(*a), inputs)
+
+
+def test_dropconnect_inside_the_fused_lstm():
+    """The fused LSTM applies the DropConnect mask itself (and rebuilds the dropped weight in its backward): equal
+    to `torch.lstm` on the dropped weight, gradients included, and it passes gradcheck."""
+    inputs = lstm_inputs(torch.float64, seed=3)
+    keep = keep_mask(inputs[4], 0.4)
+    assert 0 < int(keep.sum()) < keep.numel()
+    ours = outputs_and_grads(fused, inputs, keep=keep, p=0.4)
+    ref = outputs_and_grads(reference_dropconnect, inputs, keep=keep, p=0.4)
+    for a, b in zip(ours, ref):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12)
+    assert torch.all(ours[3 + 4][~keep] == 0)  # no gradient reaches a dropped recurrent weight
+    assert torch.autograd.gradcheck(lambda *a: fused(*a, keep=keep, p=0.4), inputs)
+
+
+def test_fused_training_saves_the_mask_not_a_weight_copy():
+    """What autograd keeps for one bfloat16 chunk: no tensor of the recurrent weight's size in 2- or 4-byte floats
+    besides the parameter itself (the dropped weight is rebuilt in the backward from the 1-byte mask)."""
+    torch.manual_seed(0)
+    layer = AwdLstmLayer(8, 64, weight_dropout=0.5).train()
+    with torch.no_grad():
+        for param in layer.parameters():
+            param.uniform_(-0.3, 0.3)
+    x, state = torch.randn(2, 3, 8), (torch.zeros(2, 64), torch.zeros(2, 64))
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        out, _ = layer(x, state, compute_dtype=torch.bfloat16)
+    weight_sized = [t for t in saved if t.shape == layer.weight_hh.shape]
+    assert any(t.dtype == torch.bool for t in weight_sized)
+    assert all(t.dtype == torch.bool or t is layer.weight_hh for t in weight_sized), [t.dtype for t in weight_sized]
+    out.sum().backward()
+    assert layer.weight_hh.grad is not None and torch.isfinite(layer.weight_hh.grad).all()
 
 
 @pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
 
 from hf_bpt3c import AwdLstmConfig, AwdLstmForCausalLM, AwdLstmForSequenceClassification, AwdLstmModel
-from hf_bpt3c.modeling_awd_lstm import embed_with_dropout, locked_dropout
+from hf_bpt3c.modeling_awd_lstm import embed_with_dropout, keep_mask, locked_dropout
 
 # ---------------------------------------------------------------------------------------------- configuration
 
@@ -250,3 +250,32 @@ def test_lm_checkpoint_loads_into_the_classifier_and_the_base_model(tmp_path):
     for key, value in lm.awd_lstm.state_dict().items():
         assert torch.equal(classifier.awd_lstm.state_dict()[key], value), key
         assert torch.equal(base.state_dict()[key], value), key
+
+
+@pytest.mark.parametrize("p", [0.05, 0.25, 0.5, 0.9])
+def test_keep_mask_probability_has_no_positional_bias(p):
+    """DropConnect's mask takes three 16-bit words from each 64-bit draw: every word position must keep with
+    probability 1 - p (a word holding random_()'s always-zero top bit would not)."""
+    torch.manual_seed(0)
+    like = torch.empty(600, 1000)
+    keep = keep_mask(like, p)
+    assert keep.shape == like.shape and keep.dtype == torch.bool
+    n = keep.numel()
+    for position in range(3):  # the word's place inside its 64-bit draw
+        kept = keep.flatten()[position::3].double().mean().item()
+        sigma = (p * (1 - p) / (n / 3)) ** 0.5
+        assert abs(kept - (1 - p)) < 5 * sigma, (position, kept)
+    for block_index in range(8):  # and no bias by column block either
+        block = keep[:, block_index * 125 : (block_index + 1) * 125].double().mean().item()
+        assert abs(block - (1 - p)) < 5 * (p * (1 - p) / (600 * 125)) ** 0.5
+
+
+def test_dropconnect_gradient_flows_through_kept_weights_only():
+    model = AwdLstmModel(small_config(weight_dropout=0.3)).train()
+    layer = model.layers[0]
+    torch.manual_seed(1)
+    dropped = layer.recurrent_weight()
+    dropped.sum().backward()
+    kept = dropped != 0
+    assert torch.allclose(layer.weight_hh.grad[kept], torch.full_like(layer.weight_hh.grad[kept], 1 / 0.7))
+    assert torch.all(layer.weight_hh.grad[~kept] == 0)

@@ -1,8 +1,9 @@
 """PyTorch AWD-LSTM (ULMFiT): the encoder, its causal language model, and the BPT3C document classifier.
 
 Reading guide:
-- the regularisers are small functions (`locked_dropout`, `embed_with_dropout`) and `AwdLstmLayer.recurrent_weight`
-  (DropConnect); none of them keeps a derived tensor on the module, so `copy.deepcopy` and `state_dict` are plain;
+- the regularisers are small functions (`locked_dropout`, `embed_with_dropout`, and for DropConnect `keep_mask` +
+  `drop_connect`, drawn by `AwdLstmLayer.recurrent_mask`); none of them keeps a derived tensor on the module, so
+  `copy.deepcopy` and `state_dict` are plain;
 - `AwdLstmModel` embeds and runs the stacked layers, with or without padding (`attention_mask`);
 - `AwdLstmForCausalLM` adds the tied decoder and the recurrent `state` that generation carries;
 - `AwdLstmForSequenceClassification` implements BPT3C in `encode_documents`: each document is read in `bptt`-token
@@ -20,6 +21,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +58,27 @@ def locked_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
         return x
     mask = x.new_empty(x.size(0), 1, x.size(2)).bernoulli_(1 - p).div_(1 - p)  # (batch, 1, features)
     return x * mask
+
+
+def keep_mask(like: torch.Tensor, p: float) -> torch.Tensor:
+    """A bool tensor shaped like `like`, each entry True with probability `1 - p` (p resolved to 1/65536).
+
+    Three 16-bit uniform words come out of each 64-bit `random_()` draw (its top bit is always 0, so the top word
+    is skipped): on CPU about 5x cheaper than `bernoulli_`, which draws once per element. DropConnect draws a
+    mask of every recurrent weight for every chunk.
+    """
+    n = like.numel()
+    draws = torch.empty((n + 2) // 3, dtype=torch.int64, device=like.device).random_()  # (n/3,) in [0, 2**63)
+    low_words = slice(0, 3) if sys.byteorder == "little" else slice(1, 4)
+    words = draws.view(torch.int16).view(-1, 4)[:, low_words].reshape(-1)[:n]  # (n,) uniform over int16
+    return (words >= round(p * 65536) - 32768).view(like.shape)
+
+
+def drop_connect(weight: torch.Tensor, keep: torch.Tensor | None, p: float) -> torch.Tensor:
+    """`weight` zeroed where `keep` is False and the rest scaled by 1/(1-p); `weight` itself if `keep` is None."""
+    if keep is None:
+        return weight
+    return torch.mul(weight, keep).mul_(1.0 / (1.0 - p))
 
 
 def embed_with_dropout(
@@ -113,18 +136,23 @@ class _FusedLstm(torch.autograd.Function):
     """One LSTM layer over a whole chunk (gate order i, f, g, o), products in `compute_dtype`.
 
     Inputs: x `(batch, seq, input)`, h0 and c0 `(batch, hidden)`, weight_ih `(4*hidden, input)`, weight_hh
-    `(4*hidden, hidden)`, bias `(4*hidden,)` (= bias_ih + bias_hh), compute_dtype. Gates, state and outputs are in
-    the state dtype: float64 when x is float64 (tests), else float32.
+    `(4*hidden, hidden)`, bias `(4*hidden,)` (= bias_ih + bias_hh), keep: DropConnect's bool mask of weight_hh
+    (or None), p: its drop probability, compute_dtype. Gates, state and outputs are in the state dtype: float64
+    when x is float64 (tests), else float32.
     Returns output `(batch, seq, hidden)`, h and c `(batch, hidden)`.
+
+    The dropped recurrent weight is made here from `weight_hh` and `keep`, and made again in the backward rather
+    than saved: a chunk's saved tensors hold the 1-byte mask, not a copy of the weight.
     """
 
     @staticmethod
-    def forward(ctx, x, h0, c0, weight_ih, weight_hh, bias, compute_dtype):
+    def forward(ctx, x, h0, c0, weight_ih, weight_hh, bias, keep, p, compute_dtype):
         batch, seq, n_in = x.shape
         hidden = weight_hh.size(1)
         state_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
         x_tm = _cast(x.transpose(0, 1).reshape(seq * batch, n_in), compute_dtype)  # time-major (seq*batch, in)
-        w_ih, w_hh_t = _cast(weight_ih, compute_dtype), _cast(weight_hh, compute_dtype).t()
+        w_ih = _cast(weight_ih, compute_dtype)
+        w_hh_t = _cast(drop_connect(weight_hh, keep, p), compute_dtype).t()
         gates = _cast(torch.mm(x_tm, w_ih.t()), state_dtype).add_(bias).view(seq, batch, 4 * hidden)
         cs = gates.new_empty(seq + 1, batch, hidden)  # c_0 .. c_seq
         hs = gates.new_empty(seq + 1, batch, hidden)  # h_0 .. h_seq
@@ -140,14 +168,16 @@ class _FusedLstm(torch.autograd.Function):
             torch.mul(o, torch.tanh(cs[t + 1]), out=hs[t + 1])
         # kept for the backward in the compute dtype (gates, inputs, previous h) or as they are (c, the weight)
         h_prev = _cast(hs[:-1], compute_dtype)
-        ctx.save_for_backward(x_tm, weight_ih, w_hh_t, _cast(gates, compute_dtype), cs, h_prev)
+        ctx.save_for_backward(x_tm, weight_ih, weight_hh, keep, _cast(gates, compute_dtype), cs, h_prev)
+        ctx.p = p
         return hs[1:].transpose(0, 1), hs[seq].clone(), cs[seq].clone()
 
     @staticmethod
     def backward(ctx, d_out, d_h, d_c):
-        x_tm, weight_ih, w_hh_t, gates, cs, h_prev = ctx.saved_tensors
+        x_tm, weight_ih, weight_hh, keep, gates, cs, h_prev = ctx.saved_tensors
         seq, batch, hidden = h_prev.shape
         gates, w_ih = _cast(gates, cs.dtype), _cast(weight_ih, x_tm.dtype)
+        w_hh = _cast(drop_connect(weight_hh, keep, ctx.p), x_tm.dtype)  # (4*hidden, hidden), as in the forward
         i, f, g, o = gates.chunk(4, 2)  # activated, each (seq, batch, hidden)
         tanh_c = torch.tanh(cs[1:])
         dc_from_dh = o * (1 - tanh_c * tanh_c)
@@ -158,7 +188,6 @@ class _FusedLstm(torch.autograd.Function):
         d_gates = gates.new_empty(seq, batch, 4 * hidden)
         d_h = gates.new_zeros(batch, hidden) if d_h is None else _cast(d_h, gates.dtype)
         d_c = gates.new_zeros(batch, hidden) if d_c is None else _cast(d_c, gates.dtype)
-        w_hh = w_hh_t.t()
         for t in range(seq - 1, -1, -1):  # only the recurrent term is sequential
             d_h = d_h + d_out[t]
             d_c = torch.addcmul(d_c, d_h, dc_from_dh[t])
@@ -175,9 +204,9 @@ class _FusedLstm(torch.autograd.Function):
             d_w_ih = _cast(torch.mm(d_flat_c.t(), x_tm), gates.dtype)
         if ctx.needs_input_grad[4]:
             h_prev = h_prev.reshape(seq * batch, hidden)
-            d_w_hh = _cast(torch.mm(d_flat_c.t(), h_prev), gates.dtype)
+            d_w_hh = drop_connect(_cast(torch.mm(d_flat_c.t(), h_prev), gates.dtype), keep, ctx.p)
         d_bias = d_flat.sum(0) if ctx.needs_input_grad[5] else None
-        return d_x, d_h, d_c, d_w_ih, d_w_hh, d_bias, None
+        return d_x, d_h, d_c, d_w_ih, d_w_hh, d_bias, None, None, None
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -242,57 +271,57 @@ class AwdLstmLayer(nn.Module):
         self.bias_ih = nn.Parameter(torch.empty(4 * hidden_size))
         self.bias_hh = nn.Parameter(torch.empty(4 * hidden_size))
 
-    def recurrent_weight(self) -> torch.Tensor:
-        """The hidden-to-hidden weight with a fresh DropConnect mask (training) or as it is (eval).
+    def recurrent_mask(self) -> torch.Tensor | None:
+        """A fresh DropConnect draw: bool `(4*hidden, hidden)`, True where `weight_hh` is kept (training), or None
+        (eval, or `weight_dropout` 0). `keep_mask` draws it: p is resolved to 1/65536."""
+        if not self.training or self.weight_dropout == 0.0:
+            return None
+        return keep_mask(self.weight_hh, self.weight_dropout)
 
-        The same draw and values as `F.dropout(weight_hh, p)` on CPU, but autograd keeps a bool mask (1 byte per
-        weight) instead of a float one (4 bytes): BPT3C keeps one per layer for every chunk with gradients.
-        """
-        p = self.weight_dropout
-        if not self.training or p == 0.0:
-            return self.weight_hh
-        keep = torch.empty_like(self.weight_hh).bernoulli_(1 - p).bool()
-        scale = torch.ones((), dtype=self.weight_hh.dtype, device=self.weight_hh.device).div_(1 - p)
-        return torch.where(keep, self.weight_hh * scale, 0.0)
+    def recurrent_weight(self, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """The hidden-to-hidden weight under DropConnect mask `keep` (default: a fresh `recurrent_mask()`):
+        `F.dropout(weight_hh, p)`'s values (zeroed where dropped, kept ones scaled by 1/(1-p)). Autograd keeps the
+        bool mask (1 byte per weight, not a 4-byte float one): BPT3C keeps one per layer for every kept chunk."""
+        keep = self.recurrent_mask() if keep is None else keep
+        return drop_connect(self.weight_hh, keep, self.weight_dropout)
 
-    def weights(self, weight_hh: torch.Tensor | None = None) -> list[torch.Tensor]:
-        weight_hh = self.recurrent_weight() if weight_hh is None else weight_hh
-        return [self.weight_ih, weight_hh, self.bias_ih, self.bias_hh]
+    def weights(self, keep: torch.Tensor | None = None) -> list[torch.Tensor]:
+        return [self.weight_ih, self.recurrent_weight(keep), self.bias_ih, self.bias_hh]
 
     def forward(
         self,
         x: torch.Tensor,
         state: tuple[torch.Tensor, torch.Tensor],
-        weight_hh: torch.Tensor | None = None,
+        keep: torch.Tensor | None = None,
         compute_dtype: torch.dtype | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """x: `(batch, seq, input_size)`, state `(h, c)` each `(batch, hidden_size)`.
 
-        Returns the output `(batch, seq, hidden_size)` and the final `(h, c)`. `weight_hh` lets a caller share
-        one DropConnect draw between several calls (BPT3C does, once per chunk). `compute_dtype=torch.bfloat16`
-        (or a bfloat16 CPU autocast) runs the matrix products in bfloat16 (see `AwdLstmConfig.compute_dtype`).
+        Returns the output `(batch, seq, hidden_size)` and the final `(h, c)`. `keep` (a `recurrent_mask()`) lets
+        a caller share one DropConnect draw between several calls (BPT3C does, once per chunk); by default each
+        call draws its own. `compute_dtype=torch.bfloat16` (or a bfloat16 CPU autocast) runs the matrix products
+        in bfloat16 (see `AwdLstmConfig.compute_dtype`).
         """
         h0, c0 = state
-        weights = self.weights(weight_hh)
+        keep = self.recurrent_mask() if keep is None else keep
         compute_dtype = _lstm_compute_dtype(x, compute_dtype)
-        if compute_dtype is not None and _use_fused(x, h0, weights):
+        if compute_dtype is not None and _use_fused(x, h0, list(self.parameters())):
             with torch.autocast("cpu", enabled=False):
-                return self._forward_fused(x, h0, c0, weights, compute_dtype)
+                return self._forward_fused(x, h0, c0, keep, compute_dtype)
+        weights = self.weights(keep)
         with _lstm_autocast(x, compute_dtype):
             out, h, c = torch.lstm(
                 x, (h0.unsqueeze(0), c0.unsqueeze(0)), weights, True, 1, 0.0, self.training, False, True
             )
         return _cast(out, x.dtype), (_cast(h[0], h0.dtype), _cast(c[0], c0.dtype))
 
-    @staticmethod
     def _forward_fused(
-        x: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor, weights: list[torch.Tensor], compute_dtype: torch.dtype
+        self, x: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor, keep: torch.Tensor | None, compute_dtype: torch.dtype
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        weight_ih, weight_hh, bias_ih, bias_hh = weights
-        state_dtype = weight_ih.dtype
+        state_dtype = self.weight_ih.dtype
         out, h, c = _FusedLstm.apply(
-            _cast(x, state_dtype), _cast(h0, state_dtype), _cast(c0, state_dtype), weight_ih, weight_hh,
-            bias_ih + bias_hh, compute_dtype,
+            _cast(x, state_dtype), _cast(h0, state_dtype), _cast(c0, state_dtype), self.weight_ih, self.weight_hh,
+            self.bias_ih + self.bias_hh, keep, self.weight_dropout, compute_dtype,
         )  # fmt: skip
         return out, (h, c)
 
@@ -301,7 +330,7 @@ class AwdLstmLayer(nn.Module):
         data: torch.Tensor,
         batch_sizes: torch.Tensor,
         state: tuple[torch.Tensor, torch.Tensor],
-        weight_hh: torch.Tensor | None = None,
+        keep: torch.Tensor | None = None,
         compute_dtype: torch.dtype | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """The same on a packed sequence: `data` `(total_tokens, input_size)` in `PackedSequence` order
@@ -309,7 +338,7 @@ class AwdLstmLayer(nn.Module):
         h0, c0 = state
         with _lstm_autocast(data, compute_dtype):
             out, h, c = torch.lstm(
-                data, batch_sizes, (h0.unsqueeze(0), c0.unsqueeze(0)), self.weights(weight_hh), True, 1, 0.0,
+                data, batch_sizes, (h0.unsqueeze(0), c0.unsqueeze(0)), self.weights(keep), True, 1, 0.0,
                 self.training, False,
             )  # fmt: skip
         return _cast(out, data.dtype), (_cast(h[0], h0.dtype), _cast(c[0], c0.dtype))
@@ -604,22 +633,22 @@ class AwdLstmModel(AwdLstmPreTrainedModel):
         """`torch.bfloat16` when `config.compute_dtype` asks for bfloat16 LSTM products, else None (as the weights)."""
         return torch.bfloat16 if self.config.compute_dtype == "bfloat16" else None
 
-    def recurrent_weights(self) -> list[torch.Tensor]:
-        """One DropConnect draw of every layer's hidden-to-hidden weight."""
-        return [layer.recurrent_weight() for layer in self.layers]
+    def recurrent_masks(self) -> list[torch.Tensor | None]:
+        """One DropConnect draw for every layer (`AwdLstmLayer.recurrent_mask`; None entries in eval)."""
+        return [layer.recurrent_mask() for layer in self.layers]
 
     def run_layers(
-        self, x: torch.Tensor, state: LstmState, weights_hh: list[torch.Tensor] | None = None
+        self, x: torch.Tensor, state: LstmState, keep_masks: list[torch.Tensor | None] | None = None
     ) -> tuple[torch.Tensor, LstmState, tuple[torch.Tensor, ...]]:
         """Run the stacked layers on unpadded input.
 
         x: `(batch, seq, emb)` -> output `(batch, seq, emb)`, new state, and every layer's output.
         """
-        weights_hh = weights_hh or self.recurrent_weights()
+        keep_masks = keep_masks or self.recurrent_masks()
         compute_dtype = self.lstm_compute_dtype()
         new_state, layer_outputs = [], []
         for i, layer in enumerate(self.layers):
-            x, layer_state = layer(x, state[i], weights_hh[i], compute_dtype)
+            x, layer_state = layer(x, state[i], keep_masks[i], compute_dtype)
             new_state.append(layer_state)
             layer_outputs.append(x)
             if i < len(self.layers) - 1:
@@ -652,12 +681,12 @@ class AwdLstmModel(AwdLstmPreTrainedModel):
             steps.cumsum(0) - steps, steps
         )
         to_sorted, to_original = packed.sorted_indices, packed.unsorted_indices
-        weights_hh = self.recurrent_weights()
+        keep_masks = self.recurrent_masks()
         compute_dtype = self.lstm_compute_dtype()
         new_state, layer_outputs = [], []
         for i, layer in enumerate(self.layers):
             h0, c0 = (s[rows][to_sorted] for s in state[i])
-            data, (h, c) = layer.forward_packed(data, batch_sizes, (h0, c0), weights_hh[i], compute_dtype)
+            data, (h, c) = layer.forward_packed(data, batch_sizes, (h0, c0), keep_masks[i], compute_dtype)
             h_all, c_all = state[i][0].clone(), state[i][1].clone()
             h_all[rows], c_all[rows] = h[to_original], c[to_original]
             new_state.append((h_all, c_all))
@@ -959,8 +988,7 @@ class AwdLstmForSequenceClassification(AwdLstmPreTrainedModel):
             # documents whose chunk ends before their kept window only warm up the state: no autograd for them
             n_warm = sum(ks >= end for ks in kept_start_list[:n_active]) if needs_grad else 0
             chunk = tokens[:n_active, start:end]
-            with torch.set_grad_enabled(needs_grad and n_warm < n_active):
-                weights_hh = backbone.recurrent_weights()  # one DropConnect draw per chunk, for both groups
+            keep_masks = backbone.recurrent_masks()  # one DropConnect draw per chunk, for both groups
             new_states = []
             for rows, kept in ((slice(0, n_warm), False), (slice(n_warm, n_active), True)):
                 if rows.stop == rows.start:
@@ -968,7 +996,7 @@ class AwdLstmForSequenceClassification(AwdLstmPreTrainedModel):
                 with torch.set_grad_enabled(needs_grad and kept):
                     x = self._embed_chunk(chunk[rows], inputs_embeds is not None)  # (n, chunk, emb)
                     rows_state = tuple((h[rows], c[rows]) for h, c in state)
-                    out, rows_new_state, _ = backbone.run_layers(x, rows_state, weights_hh)
+                    out, rows_new_state, _ = backbone.run_layers(x, rows_state, keep_masks)
                     if kept:
                         self._pool_chunk(pool, out, rows, start, lengths[rows], kept_start[rows])
                 new_states.append(rows_new_state)

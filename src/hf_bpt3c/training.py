@@ -92,11 +92,12 @@ def one_cycle_schedule(
     num_training_steps: int,
     pct_start: float = 0.25,
     div_factor: float = 25.0,
-    final_div_factor: float = 1e5,
+    div_final: float = 1e5,
     moms: tuple[float, float] = (0.8, 0.7),
 ) -> torch.optim.lr_scheduler.OneCycleLR:
-    """fastai's `fit_one_cycle`: cosine warm-up to each group's lr over `pct_start`, cosine annealing to
-    `lr/(div_factor*final_div_factor)`, Adam's beta1 cycled from `moms[0]` down to `moms[1]` and back."""
+    """fastai's `fit_one_cycle`: cosine warm-up from `lr/div_factor` to each group's lr over `pct_start`, cosine
+    annealing to `lr/div_final` (fastai's `div`/`div_final`), Adam's beta1 cycled from `moms[0]` down to
+    `moms[1]` and back."""
     max_lrs = [group["lr"] for group in optimizer.param_groups]
     return torch.optim.lr_scheduler.OneCycleLR(
         optimizer,
@@ -104,7 +105,7 @@ def one_cycle_schedule(
         total_steps=num_training_steps,
         pct_start=pct_start,
         div_factor=div_factor,
-        final_div_factor=final_div_factor,
+        final_div_factor=div_final / div_factor,  # torch's final lr is initial_lr / final_div_factor
         base_momentum=moms[1],
         max_momentum=moms[0],
     )
