@@ -1,7 +1,7 @@
 """Classification quality, fastai 2.8 vs hf_bpt3c, trained from scratch side by side.
 
 Usage (from the repository root):
-    python benchmarks/quality.py                       # TREC-6 and the IMDb sample, seeds 0 1 2 (about 1 hour)
+    python benchmarks/quality.py                       # TREC-6 and the IMDb sample, seeds 0 1 2 (~40 min)
     python benchmarks/quality.py --datasets trec --seeds 0 1 2
     python benchmarks/quality.py --smoke               # seconds: tiny sizes and data, every code path
     python benchmarks/quality.py --output runs/quality.json
