@@ -43,6 +43,17 @@ def reference_dropconnect(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, kee
     return reference(x, h0, c0, weight_ih, drop_connect(weight_hh, keep, p), bias_ih, bias_hh)
 
 
+def seeded_layer(n_in: int, hidden: int, weight_dropout: float, bound: float) -> AwdLstmLayer:
+    """An `AwdLstmLayer` with U(-bound, bound) parameters, the global seed set to 0 first (inputs drawn after it
+    follow from that seed)."""
+    torch.manual_seed(0)
+    layer = AwdLstmLayer(n_in, hidden, weight_dropout=weight_dropout)
+    with torch.no_grad():
+        for param in layer.parameters():
+            param.uniform_(-bound, bound)
+    return layer
+
+
 def outputs_and_grads(fn, inputs: list[torch.Tensor], **kwargs) -> list[torch.Tensor]:
     """The three outputs and the gradients of a fixed random projection of them w.r.t. all seven inputs."""
     outs = fn(*inputs, **kwargs)
@@ -74,11 +85,7 @@ def test_dropconnect_inside_the_fused_lstm():
 def test_fused_training_saves_the_mask_not_a_weight_copy():
     """What autograd keeps for one bfloat16 chunk: no tensor of the recurrent weight's size in 2- or 4-byte floats
     besides the parameter itself (the dropped weight is rebuilt in the backward from the 1-byte mask)."""
-    torch.manual_seed(0)
-    layer = AwdLstmLayer(8, 64, weight_dropout=0.5).train()
-    with torch.no_grad():
-        for param in layer.parameters():
-            param.uniform_(-0.3, 0.3)
+    layer = seeded_layer(8, 64, weight_dropout=0.5, bound=0.3).train()
     x, state = torch.randn(2, 3, 8), (torch.zeros(2, 64), torch.zeros(2, 64))
     saved = []
     with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
@@ -112,11 +119,7 @@ def test_bfloat16_products_close_to_float32():
 def test_layer_bfloat16_paths():
     """With autograd, `compute_dtype` and a bfloat16 CPU autocast both run the fused LSTM (same result); without
     autograd oneDNN's bfloat16 LSTM runs; both stay close to float32, which stays exactly `torch.lstm`."""
-    torch.manual_seed(0)
-    layer = AwdLstmLayer(5, 6, weight_dropout=0.0).eval()
-    with torch.no_grad():
-        for p in layer.parameters():
-            p.uniform_(-0.4, 0.4)
+    layer = seeded_layer(5, 6, weight_dropout=0.0, bound=0.4).eval()
     x, state = torch.randn(2, 9, 5), (torch.zeros(2, 6), torch.zeros(2, 6))
     exact, _ = layer(x, state)
     assert torch.equal(exact, reference(x, *state, *layer.weights())[0])
