@@ -168,6 +168,35 @@ def test_warmup_chunks_build_no_graph():
     assert saved_numel(10 * config.max_len) == saved_numel(2 * config.max_len)
 
 
+@settings(max_examples=15, deadline=None)
+@given(lengths=st.lists(st.integers(min_value=1, max_value=75), min_size=1, max_size=6), seed=st.integers(0, 2**16))
+def test_graph_spans_max_len_whatever_the_length_mix(lengths, seed):
+    """Regression (fp32 training used more memory than fastai on the IMDb mix): documents of different lengths
+    have their kept windows in different columns of a left-justified batch, and every column with a kept row kept a
+    dropped recurrent weight per layer for backward. The kept windows are now aligned: at most
+    ceil(max_len / bptt) dropped weights per layer, whatever the lengths."""
+    torch.manual_seed(seed)
+    config = small_config()
+    model = AwdLstmForSequenceClassification(config).train()
+    model.classifier.eval()  # BatchNorm: a batch may hold one document
+    docs = random_docs(lengths, config.vocab_size, seed)
+    ids, mask = pad_batch(docs, "right")
+    parameters = {p.data_ptr() for p in model.parameters()}
+    recurrent_shapes = {tuple(layer.weight_hh.shape) for layer in model.awd_lstm.layers}
+    dropped_weights = []
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        if t.is_floating_point() and tuple(t.shape) in recurrent_shapes and t.data_ptr() not in parameters:
+            dropped_weights.append(t.data_ptr())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = model(ids, attention_mask=mask, labels=torch.zeros(len(docs), dtype=torch.long)).loss
+    loss.backward()
+    kept_columns = -(-config.max_len // config.bptt)
+    assert 0 < len(set(dropped_weights)) <= config.num_hidden_layers * kept_columns
+
+
 def test_warmup_chunks_still_shape_the_state(eval_model):
     """Tokens before the kept window change the prediction (they warm up the state)."""
     doc = random_docs([60], eval_model.config.vocab_size, 11)[0]  # kept window: tokens 45..59

@@ -464,6 +464,21 @@ def _left_justify(tokens: torch.Tensor, mask: torch.Tensor, reverse: bool = Fals
     return tokens.gather(1, order)
 
 
+def _shift_right(tokens: torch.Tensor, shift: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Left-justified `tokens` `(batch, seq[, feat])` with row r moved right by `shift[r]` positions:
+    `(batch, max(shift + lengths)[, feat])`. Positions outside a row's tokens hold id 0 (zero embeddings)."""
+    if not bool(shift.any()):
+        return tokens
+    width = int((shift + lengths).max())
+    source = torch.arange(width, device=tokens.device) - shift.unsqueeze(1)  # (batch, width)
+    inside = (source >= 0) & (source < lengths.unsqueeze(1))
+    source = source.clamp(0, tokens.size(1) - 1)
+    if tokens.dim() == 3:
+        moved = tokens.gather(1, source.unsqueeze(-1).expand(-1, -1, tokens.size(-1)))
+        return moved * inside.unsqueeze(-1).to(moved.dtype)
+    return tokens.gather(1, source).masked_fill(~inside, 0)
+
+
 def _move_files_into(staging: Path, target: Path) -> None:
     """Move every file of `staging` into `target` with atomic renames, then drop weight files of an earlier save
     that the new one does not have (e.g. old shards)."""
@@ -883,15 +898,13 @@ class _ConcatPool:
         self.sum = like.new_zeros(batch, features)
         self.count = like.new_zeros(batch, 1)
 
-    def update(self, out: torch.Tensor, kept: torch.Tensor, last_at: torch.Tensor, rows: slice) -> None:
-        """out: `(n, chunk, feat)` for the documents `rows`; kept: bool `(n, chunk)`; last_at: `(n,)` the chunk
+    def update(self, out: torch.Tensor, kept: torch.Tensor, last_at: torch.Tensor) -> None:
+        """out: `(n, chunk, feat)` for the first n documents; kept: bool `(n, chunk)`; last_at: `(n,)` the chunk
         position of each document's last token, or -1 if it is not in this chunk."""
-        n_total = self.sum.size(0)
+        n_rest = self.sum.size(0) - out.size(0)
 
         def full(x: torch.Tensor, fill: float) -> torch.Tensor:  # (n, feat) -> (batch, feat)
-            before = x.new_full((rows.start, x.size(1)), fill)
-            after = x.new_full((n_total - rows.stop, x.size(1)), fill)
-            return torch.cat([before, x, after])
+            return torch.cat([x, x.new_full((n_rest, x.size(1)), fill)])
 
         kept3 = kept.unsqueeze(-1)
         self.sum = self.sum + full(out.masked_fill(~kept3, 0.0).sum(dim=1), 0.0)
@@ -968,65 +981,65 @@ class AwdLstmForSequenceClassification(AwdLstmPreTrainedModel):
         document's last `max_len` tokens only warm up the state and run without autograd.
         """
         tokens, lengths = self._justified_documents(input_ids, attention_mask, inputs_embeds)
-        order = torch.argsort(lengths, descending=True, stable=True)  # longest first: active rows are a prefix
+        order = torch.argsort(lengths, descending=True, stable=True)  # longest first
         tokens, lengths = tokens[order], lengths[order]
         bptt, max_len = self.config.bptt, self.config.max_len
+        # document position where the kept window begins: the first chunk inside the last max_len tokens
         kept_start = torch.div((lengths - max_len).clamp(min=0) + bptt - 1, bptt, rounding_mode="floor") * bptt
 
         backbone = self.awd_lstm
         needs_grad = torch.is_grad_enabled() and (
             any(p.requires_grad for p in self.parameters()) or (tokens.is_floating_point() and tokens.requires_grad)
         )
-        lengths_list = lengths.tolist()
-        batch = len(lengths_list)
+        # With autograd, move each document right by whole chunks so that every kept window begins at the same
+        # column: columns before it only warm up the state, columns from it on are kept for every row, and the
+        # graph spans about max_len / bptt chunk columns whatever the mix of lengths (one dropped recurrent
+        # weight per layer and column). Without autograd every document starts at column 0.
+        shift = kept_start.max() - kept_start if needs_grad else torch.zeros_like(kept_start)  # (batch,)
+        tokens = _shift_right(tokens, shift, lengths)
+        kept_column = int(kept_start.max()) if needs_grad else 0
+        ends, kept_from = shift + lengths, shift + kept_start  # (batch,) columns: after the last token, kept window
+        first_list, end_list, kept_from_list = shift.tolist(), ends.tolist(), kept_from.tolist()
+
+        batch = len(end_list)
         like = backbone.embeddings.weight if inputs_embeds is None else inputs_embeds
         state = backbone.initial_state(batch, like)
         pool = _ConcatPool(batch, self.config.embedding_size, like)
-        kept_start_list = kept_start.tolist()
-        for start, end in self._chunk_bounds(lengths_list, bptt, needs_grad or self.training):
-            n_active = sum(length > start for length in lengths_list)
-            # documents whose chunk ends before their kept window only warm up the state: no autograd for them
-            n_warm = sum(ks >= end for ks in kept_start_list[:n_active]) if needs_grad else 0
-            chunk = tokens[:n_active, start:end]
-            keep_masks = backbone.recurrent_masks()  # one DropConnect draw per chunk, for both groups
-            new_states = []
-            for rows, kept in ((slice(0, n_warm), False), (slice(n_warm, n_active), True)):
-                if rows.stop == rows.start:
-                    continue
-                with torch.set_grad_enabled(needs_grad and kept):
-                    x = self._embed_chunk(chunk[rows], inputs_embeds is not None)  # (n, chunk, emb)
-                    rows_state = tuple((h[rows], c[rows]) for h, c in state)
-                    out, rows_new_state, _ = backbone.run_layers(x, rows_state, keep_masks)
-                    if kept:
-                        self._pool_chunk(pool, out, rows, start, lengths[rows], kept_start[rows])
-                new_states.append(rows_new_state)
+        for start, end in self._chunk_bounds(end_list, bptt, needs_grad or self.training):
+            # rows that started by `start` are a prefix (shift grows down the rows); run up to the last unfinished
+            # one (a finished row in between reads padding: its outputs are not pooled, its state not used)
+            n_active = 1 + max(row for row in range(batch) if first_list[row] <= start < end_list[row])
+            with torch.set_grad_enabled(needs_grad and start >= kept_column):
+                x = self._embed_chunk(tokens[:n_active, start:end], inputs_embeds is not None)  # (n, chunk, emb)
+                active_state = tuple((h[:n_active], c[:n_active]) for h, c in state)
+                out, new_state, _ = backbone.run_layers(x, active_state)
+                if min(kept_from_list[:n_active]) < end:
+                    self._pool_chunk(pool, out, start, ends[:n_active], kept_from[:n_active])
             # carry the state to the next chunk, detached: no gradient crosses a chunk boundary
             state = tuple(
-                (
-                    torch.cat([*(s[i][0] for s in new_states), h[n_active:]]).detach(),
-                    torch.cat([*(s[i][1] for s in new_states), c[n_active:]]).detach(),
-                )
-                for i, (h, c) in enumerate(state)
+                (torch.cat([new_h, h[n_active:]]).detach(), torch.cat([new_c, c[n_active:]]).detach())
+                for (new_h, new_c), (h, c) in zip(new_state, state)
             )
         pooled = pool.result()
         return pooled[torch.argsort(order)]  # back to the caller's row order
 
     @staticmethod
-    def _chunk_bounds(lengths: list[int], bptt: int, training: bool) -> list[tuple[int, int]]:
-        """`(start, end)` columns of the chunks, for documents sorted longest first (`lengths` descending).
+    def _chunk_bounds(ends: list[int], bptt: int, training: bool) -> list[tuple[int, int]]:
+        """`(start, end)` columns of the chunks; `ends` is the column after each document's last token.
 
         Training: `bptt` chunks, BPT3C's unit of truncation and dropout. Inference: boundaries change nothing, so a
         chunk runs up to `INFERENCE_CHUNK_TOKENS` but also stops where a document ends (at least `bptt` tokens on):
         finished documents leave the batch and little padding is computed.
         """
+        last = max(ends)
         if training:
-            return [(start, start + bptt) for start in range(0, lengths[0], bptt)]
+            return [(start, start + bptt) for start in range(0, last, bptt)]
         longest = max(bptt, INFERENCE_CHUNK_TOKENS // bptt * bptt)
-        ends = sorted(set(lengths))
+        stops = sorted(set(ends))
         bounds, start = [], 0
-        while start < lengths[0]:
-            next_end = ends[bisect.bisect_right(ends, start)]
-            end = min(start + longest, max(next_end, start + bptt))
+        while start < last:
+            next_stop = stops[bisect.bisect_right(stops, start)]
+            end = min(start + longest, max(next_stop, start + bptt))
             bounds.append((start, end))
             start = end
         return bounds
@@ -1035,20 +1048,14 @@ class AwdLstmForSequenceClassification(AwdLstmPreTrainedModel):
         return self.awd_lstm.embed(inputs_embeds=chunk) if is_embeds else self.awd_lstm.embed(input_ids=chunk)
 
     @staticmethod
-    def _pool_chunk(
-        pool: _ConcatPool,
-        out: torch.Tensor,
-        rows: slice,
-        start: int,
-        lengths: torch.Tensor,
-        kept_start: torch.Tensor,
-    ) -> None:
-        """Add one chunk's outputs `(n, chunk, emb)` of documents `rows` to the running pooling."""
-        positions = start + torch.arange(out.size(1), device=out.device)  # document positions of the chunk
-        kept = (positions >= kept_start.unsqueeze(1)) & (positions < lengths.unsqueeze(1))  # (n, chunk)
-        last_at = lengths - 1 - start
+    def _pool_chunk(pool: _ConcatPool, out: torch.Tensor, start: int, ends: torch.Tensor, kept_from: torch.Tensor):
+        """Add the outputs `(n, chunk, emb)` of the chunk at column `start` for the first n documents to the running
+        pooling; `ends`, `kept_from`: `(n,)` their columns after the last token and where the kept window begins."""
+        columns = start + torch.arange(out.size(1), device=out.device)  # (chunk,)
+        kept = (columns >= kept_from.unsqueeze(1)) & (columns < ends.unsqueeze(1))  # (n, chunk)
+        last_at = ends - 1 - start
         last_at = torch.where(last_at < out.size(1), last_at, torch.full_like(last_at, -1))
-        pool.update(out, kept, last_at, rows)
+        pool.update(out, kept, last_at)
 
     def _justified_documents(
         self,
