@@ -298,7 +298,7 @@ class AwdLstmLayer(nn.Module):
         """x: `(batch, seq, input_size)`, state `(h, c)` each `(batch, hidden_size)`.
 
         Returns the output `(batch, seq, hidden_size)` and the final `(h, c)`. `keep` (a `recurrent_mask()`) lets
-        a caller share one DropConnect draw between several calls (BPT3C does, once per chunk); by default each
+        a caller draw the masks of several layers up front (`AwdLstmModel.recurrent_masks`); by default each
         call draws its own. `compute_dtype=torch.bfloat16` (or a bfloat16 CPU autocast) runs the matrix products
         in bfloat16 (see `AwdLstmConfig.compute_dtype`).
         """
@@ -652,14 +652,12 @@ class AwdLstmModel(AwdLstmPreTrainedModel):
         """One DropConnect draw for every layer (`AwdLstmLayer.recurrent_mask`; None entries in eval)."""
         return [layer.recurrent_mask() for layer in self.layers]
 
-    def run_layers(
-        self, x: torch.Tensor, state: LstmState, keep_masks: list[torch.Tensor | None] | None = None
-    ) -> tuple[torch.Tensor, LstmState, tuple[torch.Tensor, ...]]:
-        """Run the stacked layers on unpadded input.
+    def run_layers(self, x: torch.Tensor, state: LstmState) -> tuple[torch.Tensor, LstmState, tuple[torch.Tensor, ...]]:
+        """Run the stacked layers on unpadded input (one DropConnect draw per layer for the call).
 
         x: `(batch, seq, emb)` -> output `(batch, seq, emb)`, new state, and every layer's output.
         """
-        keep_masks = keep_masks or self.recurrent_masks()
+        keep_masks = self.recurrent_masks()
         compute_dtype = self.lstm_compute_dtype()
         new_state, layer_outputs = [], []
         for i, layer in enumerate(self.layers):
@@ -995,9 +993,9 @@ class AwdLstmForSequenceClassification(AwdLstmPreTrainedModel):
         # column: columns before it only warm up the state, columns from it on are kept for every row, and the
         # graph spans about max_len / bptt chunk columns whatever the mix of lengths (one dropped recurrent
         # weight per layer and column). Without autograd every document starts at column 0.
-        shift = kept_start.max() - kept_start if needs_grad else torch.zeros_like(kept_start)  # (batch,)
+        kept_column = int(kept_start.max()) if needs_grad else 0  # where the autograd graph begins
+        shift = kept_column - kept_start if needs_grad else torch.zeros_like(kept_start)  # (batch,)
         tokens = _shift_right(tokens, shift, lengths)
-        kept_column = int(kept_start.max()) if needs_grad else 0
         ends, kept_from = shift + lengths, shift + kept_start  # (batch,) columns: after the last token, kept window
         first_list, end_list, kept_from_list = shift.tolist(), ends.tolist(), kept_from.tolist()
 
