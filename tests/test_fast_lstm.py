@@ -135,6 +135,40 @@ def test_layer_bfloat16_paths():
         assert 0 < (approx - exact).abs().max() < 2e-2
 
 
+def test_layer_bfloat16_inference_runs_the_lstm_on_bfloat16_arguments():
+    """Without autograd `compute_dtype` (or a bfloat16 autocast) runs `torch.lstm` on input, state and weights cast
+    to bfloat16 with autocast off, padded and packed alike (on CPU what autocast ran before; on CUDA see below)."""
+    layer = seeded_layer(5, 6, weight_dropout=0.0, bound=0.4).eval()
+    x, state = torch.randn(2, 9, 5), (torch.randn(2, 6), torch.randn(2, 6))
+    bf16 = [t.to(torch.bfloat16) for t in (x, *state, *layer.weights())]
+    with torch.no_grad():
+        expected = reference(*bf16)[0].float()
+        out, (h, c) = layer(x, state, compute_dtype=torch.bfloat16)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            autocast_out, _ = layer(x, state)
+        packed = torch.nn.utils.rnn.pack_padded_sequence(x, torch.tensor([9, 9]), batch_first=True)
+        packed_out, _ = layer.forward_packed(packed.data, packed.batch_sizes, state, compute_dtype=torch.bfloat16)
+    assert out.dtype == h.dtype == c.dtype == packed_out.dtype == torch.float32
+    assert torch.equal(out, expected) and torch.equal(autocast_out, expected)
+    assert torch.equal(packed_out.view(9, 2, 6).transpose(0, 1), expected)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_layer_under_cuda_bfloat16_autocast_runs_in_bfloat16():
+    """Regression: under `torch.autocast("cuda", dtype=torch.bfloat16)` the LSTM ran in float16 (PyTorch's autocast
+    wrapper of cuDNN's LSTM casts to half whatever dtype it is asked for); now it runs in bfloat16."""
+    layer = seeded_layer(5, 6, weight_dropout=0.0, bound=0.4).cuda()
+    x, state = torch.randn(2, 9, 5, device="cuda"), (torch.randn(2, 6, device="cuda"), torch.randn(2, 6, device="cuda"))
+    explicit, _ = layer(x, state, compute_dtype=torch.bfloat16)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        autocast_out, _ = layer(x, state)
+    autocast_out.sum().backward()
+    torch.testing.assert_close(autocast_out, explicit)
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in layer.parameters())
+    half = [t.half() for t in (x, *state, *layer.weights())]
+    assert not torch.equal(autocast_out.detach(), reference(*half)[0].float())
+
+
 def test_classifier_bfloat16_config_trains_and_predicts_like_float32():
     """`compute_dtype="bfloat16"`: the classifier's training step runs and its eval logits stay close to float32."""
     config = small_config()

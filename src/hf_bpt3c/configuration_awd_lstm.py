@@ -65,7 +65,8 @@ class AwdLstmConfig(PretrainedConfig):
         raise_on_nonfinite: make the forward raise `FloatingPointError` when the loss or logits are not finite.
         compute_dtype: `"float32"` (default, exact) or `"bfloat16"`: on CPU the LSTM matrix products run in
             bfloat16 (gate arithmetic, state and weights stay float32); with AVX-512 BF16 about 1.3-1.4x faster
-            training and 2x faster inference. On CUDA the LSTM runs under bfloat16 autocast.
+            training and 2x faster inference. On CUDA the LSTM runs on bfloat16 copies of its input, state and
+            weights (cuDNN's bfloat16 LSTM where cuDNN has one, 9.13+; PyTorch's own kernels otherwise).
     """
 
     model_type = "awd_lstm"

@@ -111,9 +111,13 @@ _FUSED_PARAM_DTYPES = (torch.float32, torch.float64)
 
 
 def _lstm_compute_dtype(x: torch.Tensor, requested: torch.dtype | None) -> torch.dtype | None:
-    """The dtype of the LSTM's matrix products: `requested`, else bfloat16 under a bfloat16 CPU autocast."""
-    if requested is None and x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
-        return torch.bfloat16 if torch.get_autocast_dtype("cpu") == torch.bfloat16 else None
+    """The dtype of the LSTM's matrix products: `requested`, else bfloat16 under a bfloat16 autocast (CPU or CUDA).
+
+    The LSTM is then run on inputs cast to that dtype with autocast off: under a CUDA autocast PyTorch's wrapper
+    of cuDNN's LSTM casts to float16 whatever dtype the autocast asks for."""
+    device = x.device.type
+    if requested is None and device in ("cpu", "cuda") and torch.is_autocast_enabled(device):
+        return torch.bfloat16 if torch.get_autocast_dtype(device) == torch.bfloat16 else None
     return requested
 
 
@@ -125,11 +129,17 @@ def _use_fused(x: torch.Tensor, h0: torch.Tensor, weights: list[torch.Tensor]) -
     return torch.is_grad_enabled() and any(t.requires_grad for t in (x, h0, *weights))
 
 
-def _lstm_autocast(x: torch.Tensor, compute_dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    """Autocast to `compute_dtype` around `torch.lstm` (cuDNN/oneDNN in bfloat16), or leave the context as it is."""
+def _lstm_arguments(compute_dtype: torch.dtype | None, *tensors: torch.Tensor) -> list[torch.Tensor]:
+    """`torch.lstm`'s tensors (input, state, weights) cast to `compute_dtype` (None: as they are)."""
+    return list(tensors) if compute_dtype is None else [_cast(t, compute_dtype) for t in tensors]
+
+
+def _lstm_context(x: torch.Tensor, compute_dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """Autocast off around `torch.lstm` on arguments already cast to `compute_dtype` (cuDNN/oneDNN then run in
+    that dtype); the caller's context otherwise (e.g. a float16 CUDA autocast)."""
     if compute_dtype is None:
         return contextlib.nullcontext()
-    return torch.autocast(x.device.type, dtype=compute_dtype)
+    return torch.autocast(x.device.type, enabled=False)
 
 
 class _FusedLstm(torch.autograd.Function):
@@ -299,8 +309,8 @@ class AwdLstmLayer(nn.Module):
 
         Returns the output `(batch, seq, hidden_size)` and the final `(h, c)`. `keep` (a `recurrent_mask()`) lets
         a caller draw the masks of several layers up front (`AwdLstmModel.recurrent_masks`); by default each
-        call draws its own. `compute_dtype=torch.bfloat16` (or a bfloat16 CPU autocast) runs the matrix products
-        in bfloat16 (see `AwdLstmConfig.compute_dtype`).
+        call draws its own. `compute_dtype=torch.bfloat16` (or a bfloat16 autocast, CPU or CUDA) runs the matrix
+        products in bfloat16 (see `AwdLstmConfig.compute_dtype`).
         """
         h0, c0 = state
         keep = self.recurrent_mask() if keep is None else keep
@@ -308,10 +318,10 @@ class AwdLstmLayer(nn.Module):
         if compute_dtype is not None and _use_fused(x, h0, list(self.parameters())):
             with torch.autocast("cpu", enabled=False):
                 return self._forward_fused(x, h0, c0, keep, compute_dtype)
-        weights = self.weights(keep)
-        with _lstm_autocast(x, compute_dtype):
+        x_in, h_in, c_in, *weights = _lstm_arguments(compute_dtype, x, h0, c0, *self.weights(keep))
+        with _lstm_context(x, compute_dtype):
             out, h, c = torch.lstm(
-                x, (h0.unsqueeze(0), c0.unsqueeze(0)), weights, True, 1, 0.0, self.training, False, True
+                x_in, (h_in.unsqueeze(0), c_in.unsqueeze(0)), weights, True, 1, 0.0, self.training, False, True
             )
         return _cast(out, x.dtype), (_cast(h[0], h0.dtype), _cast(c[0], c0.dtype))
 
@@ -334,12 +344,14 @@ class AwdLstmLayer(nn.Module):
         compute_dtype: torch.dtype | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """The same on a packed sequence: `data` `(total_tokens, input_size)` in `PackedSequence` order
-        (`compute_dtype` runs it under bfloat16 autocast)."""
+        (`compute_dtype`: the LSTM runs in that dtype)."""
         h0, c0 = state
-        with _lstm_autocast(data, compute_dtype):
+        compute_dtype = _lstm_compute_dtype(data, compute_dtype)
+        data_in, h_in, c_in, *weights = _lstm_arguments(compute_dtype, data, h0, c0, *self.weights(keep))
+        with _lstm_context(data, compute_dtype):
             out, h, c = torch.lstm(
-                data, batch_sizes, (h0.unsqueeze(0), c0.unsqueeze(0)), self.weights(keep), True, 1, 0.0,
-                self.training, False,
+                data_in, batch_sizes, (h_in.unsqueeze(0), c_in.unsqueeze(0)), weights, True, 1, 0.0, self.training,
+                False,
             )  # fmt: skip
         return _cast(out, data.dtype), (_cast(h[0], h0.dtype), _cast(c[0], c0.dtype))
 
