@@ -7,12 +7,16 @@ within 5% relative (norm) on gradients, for unit-scale inputs and PyTorch's defa
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from conftest import small_config
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hf_bpt3c import AwdLstmConfig, AwdLstmForSequenceClassification
-from hf_bpt3c.modeling_awd_lstm import AwdLstmLayer, _FusedLstm, drop_connect, keep_mask
+from hf_bpt3c.modeling_awd_lstm import AwdLstmLayer, _FusedLstm, drop_connect, keep_mask, pack_bits, unpack_bits
 
 BATCH, SEQ, N_IN, HIDDEN = 3, 7, 5, 6
 
@@ -82,17 +86,25 @@ def test_dropconnect_inside_the_fused_lstm():
     assert torch.autograd.gradcheck(lambda *a: fused(*a, keep=keep, p=0.4), inputs)
 
 
-def test_fused_training_saves_the_mask_not_a_weight_copy():
-    """What autograd keeps for one bfloat16 chunk: no tensor of the recurrent weight's size in 2- or 4-byte floats
-    besides the parameter itself (the dropped weight is rebuilt in the backward from the 1-byte mask)."""
+@given(shape=st.tuples(st.integers(1, 13), st.integers(1, 11)), seed=st.integers(0, 2**16))
+def test_pack_bits_round_trip(shape, seed):
+    mask = torch.rand(shape, generator=torch.Generator().manual_seed(seed)) < 0.5
+    packed = pack_bits(mask)
+    assert packed.dtype == torch.uint8 and packed.numel() == -(-mask.numel() // 8)
+    assert torch.equal(unpack_bits(packed, mask.shape), mask)
+
+
+def test_fused_training_saves_the_packed_mask_not_a_weight_copy():
+    """What autograd keeps for one bfloat16 chunk: of the recurrent weight's size only the parameter itself, and
+    its DropConnect mask packed eight weights per byte (the dropped weight is rebuilt from it in the backward)."""
     layer = seeded_layer(8, 64, weight_dropout=0.5, bound=0.3).train()
     x, state = torch.randn(2, 3, 8), (torch.zeros(2, 64), torch.zeros(2, 64))
     saved = []
     with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
         out, _ = layer(x, state, compute_dtype=torch.bfloat16)
-    weight_sized = [t for t in saved if t.shape == layer.weight_hh.shape]
-    assert any(t.dtype == torch.bool for t in weight_sized)
-    assert all(t.dtype == torch.bool or t is layer.weight_hh for t in weight_sized), [t.dtype for t in weight_sized]
+    n_weights = layer.weight_hh.numel()
+    assert [t for t in saved if t.numel() >= n_weights and t is not layer.weight_hh] == []
+    assert [t.numel() for t in saved if t.dtype == torch.uint8] == [n_weights // 8]
     out.sum().backward()
     assert layer.weight_hh.grad is not None and torch.isfinite(layer.weight_hh.grad).all()
 
@@ -159,9 +171,11 @@ def test_layer_under_cuda_bfloat16_autocast_runs_in_bfloat16():
     wrapper of cuDNN's LSTM casts to half whatever dtype it is asked for); now it runs in bfloat16."""
     layer = seeded_layer(5, 6, weight_dropout=0.0, bound=0.4).cuda()
     x, state = torch.randn(2, 9, 5, device="cuda"), (torch.randn(2, 6, device="cuda"), torch.randn(2, 6, device="cuda"))
-    explicit, _ = layer(x, state, compute_dtype=torch.bfloat16)
-    with torch.autocast("cuda", dtype=torch.bfloat16):
-        autocast_out, _ = layer(x, state)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nor cuDNN's "weights are not part of single contiguous chunk" warning
+        explicit, _ = layer(x, state, compute_dtype=torch.bfloat16)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            autocast_out, _ = layer(x, state)
     autocast_out.sum().backward()
     torch.testing.assert_close(autocast_out, explicit)
     assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in layer.parameters())

@@ -23,6 +23,7 @@ import os
 import shutil
 import sys
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,6 +73,22 @@ def keep_mask(like: torch.Tensor, p: float) -> torch.Tensor:
     low_words = slice(0, 3) if sys.byteorder == "little" else slice(1, 4)
     words = draws.view(torch.int16).view(-1, 4)[:, low_words].reshape(-1)[:n]  # (n,) uniform over int16
     return (words >= round(p * 65536) - 32768).view(like.shape)
+
+
+def pack_bits(mask: torch.Tensor) -> torch.Tensor:
+    """A bool tensor as uint8 `(ceil(n/8),)`, eight entries per byte (entry 8k+j is bit j of byte k)."""
+    flat = mask.reshape(-1)
+    if flat.numel() % 8:
+        flat = torch.cat([flat, flat.new_zeros(8 - flat.numel() % 8)])
+    shifts = torch.arange(8, dtype=torch.uint8, device=mask.device)
+    return (flat.view(-1, 8).view(torch.uint8) << shifts).sum(1, dtype=torch.uint8)
+
+
+def unpack_bits(packed: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """The bool tensor of `shape` that `pack_bits` packed."""
+    shifts = torch.arange(8, dtype=torch.uint8, device=packed.device)
+    bits = (packed.unsqueeze(1) >> shifts) & 1  # (ceil(n/8), 8) of 0/1
+    return bits.view(torch.bool).reshape(-1)[: math.prod(shape)].view(shape)
 
 
 def drop_connect(weight: torch.Tensor, keep: torch.Tensor | None, p: float) -> torch.Tensor:
@@ -134,12 +151,34 @@ def _lstm_arguments(compute_dtype: torch.dtype | None, *tensors: torch.Tensor) -
     return list(tensors) if compute_dtype is None else [_cast(t, compute_dtype) for t in tensors]
 
 
-def _lstm_context(x: torch.Tensor, compute_dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    """Autocast off around `torch.lstm` on arguments already cast to `compute_dtype` (cuDNN/oneDNN then run in
-    that dtype); the caller's context otherwise (e.g. a float16 CUDA autocast)."""
-    if compute_dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(x.device.type, enabled=False)
+_CUDNN_WEIGHT_COPY_WARNING = "RNN module weights are not part of single contiguous chunk of memory"
+
+
+@contextlib.contextmanager
+def _lstm_context(x: torch.Tensor, compute_dtype: torch.dtype | None):
+    """Around `torch.lstm`: autocast off when its arguments are already cast to `compute_dtype` (cuDNN/oneDNN then
+    run in that dtype), the caller's context otherwise (e.g. a float16 CUDA autocast). On CUDA, cuDNN copies the
+    weights into its flat buffer and warns about it: DropConnect makes a new recurrent weight every call, so the
+    copy is expected (fastai silences the same warning)."""
+    with contextlib.ExitStack() as stack:
+        if compute_dtype is not None:
+            stack.enter_context(torch.autocast(x.device.type, enabled=False))
+        if x.device.type == "cuda":
+            stack.enter_context(warnings.catch_warnings())
+            warnings.filterwarnings("ignore", message=_CUDNN_WEIGHT_COPY_WARNING)
+        yield
+
+
+def _views_of_one_block(device: torch.device, *specs: tuple[tuple[int, ...], torch.dtype]) -> list[torch.Tensor]:
+    """Empty tensors of the given (shape, dtype), all views into one allocation. What a chunk keeps for the backward
+    then comes and goes as one large block, which the C allocator returns to the OS when freed; several mid-sized
+    tensors would fragment its heap (about 600 MB of resident memory in a ULMFiT-sized training step)."""
+    nbytes = [math.prod(shape) * dtype.itemsize for shape, dtype in specs]
+    starts = [0]
+    for n in nbytes:
+        starts.append(starts[-1] + -(-n // 64) * 64)  # each view 64-byte aligned
+    block = torch.empty(starts[-1], dtype=torch.uint8, device=device)
+    return [block[a : a + n].view(dtype).view(shape) for (shape, dtype), a, n in zip(specs, starts, nbytes)]
 
 
 class _FusedLstm(torch.autograd.Function):
@@ -152,7 +191,7 @@ class _FusedLstm(torch.autograd.Function):
     Returns output `(batch, seq, hidden)`, h and c `(batch, hidden)`.
 
     The dropped recurrent weight is made here from `weight_hh` and `keep`, and made again in the backward rather
-    than saved: a chunk's saved tensors hold the 1-byte mask, not a copy of the weight.
+    than saved: a chunk's saved tensors hold the mask packed eight weights per byte, not a copy of the weight.
     """
 
     @staticmethod
@@ -160,11 +199,18 @@ class _FusedLstm(torch.autograd.Function):
         batch, seq, n_in = x.shape
         hidden = weight_hh.size(1)
         state_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-        x_tm = _cast(x.transpose(0, 1).reshape(seq * batch, n_in), compute_dtype)  # time-major (seq*batch, in)
+        # kept for the backward: inputs, activated gates and previous h in the compute dtype, c as it is
+        x_tm, saved_gates, cs, h_prev = _views_of_one_block(
+            x.device,
+            ((seq * batch, n_in), compute_dtype),  # inputs, time-major
+            ((seq, batch, 4 * hidden), compute_dtype),
+            ((seq + 1, batch, hidden), state_dtype),  # c_0 .. c_seq
+            ((seq, batch, hidden), compute_dtype),  # h_0 .. h_seq-1
+        )
+        x_tm.view(seq, batch, n_in).copy_(x.transpose(0, 1))
         w_ih = _cast(weight_ih, compute_dtype)
         w_hh_t = _cast(drop_connect(weight_hh, keep, p), compute_dtype).t()
         gates = _cast(torch.mm(x_tm, w_ih.t()), state_dtype).add_(bias).view(seq, batch, 4 * hidden)
-        cs = gates.new_empty(seq + 1, batch, hidden)  # c_0 .. c_seq
         hs = gates.new_empty(seq + 1, batch, hidden)  # h_0 .. h_seq
         cs[0], hs[0] = c0, h0
         for t in range(seq):
@@ -176,15 +222,17 @@ class _FusedLstm(torch.autograd.Function):
             i, f, g_, o = g.chunk(4, 1)
             torch.addcmul(f * cs[t], i, g_, out=cs[t + 1])
             torch.mul(o, torch.tanh(cs[t + 1]), out=hs[t + 1])
-        # kept for the backward in the compute dtype (gates, inputs, previous h) or as they are (c, the weight)
-        h_prev = _cast(hs[:-1], compute_dtype)
-        ctx.save_for_backward(x_tm, weight_ih, weight_hh, keep, _cast(gates, compute_dtype), cs, h_prev)
+        saved_gates.copy_(gates)
+        h_prev.copy_(hs[:-1])
+        keep_bits = None if keep is None else pack_bits(keep)
+        ctx.save_for_backward(x_tm, weight_ih, weight_hh, keep_bits, saved_gates, cs, h_prev)
         ctx.p = p
         return hs[1:].transpose(0, 1), hs[seq].clone(), cs[seq].clone()
 
     @staticmethod
     def backward(ctx, d_out, d_h, d_c):
-        x_tm, weight_ih, weight_hh, keep, gates, cs, h_prev = ctx.saved_tensors
+        x_tm, weight_ih, weight_hh, keep_bits, gates, cs, h_prev = ctx.saved_tensors
+        keep = None if keep_bits is None else unpack_bits(keep_bits, weight_hh.shape)
         seq, batch, hidden = h_prev.shape
         gates, w_ih = _cast(gates, cs.dtype), _cast(weight_ih, x_tm.dtype)
         w_hh = _cast(drop_connect(weight_hh, keep, ctx.p), x_tm.dtype)  # (4*hidden, hidden), as in the forward
