@@ -63,6 +63,7 @@ class Plan:
     fastai_sweep_max: int = 16384  # fastai's sweep stops here (its 64k step alone takes minutes)
     reps: int = 2
     imdb_reps: int = 1  # repetitions of the IMDb rows (each already averages over many batches)
+    imdb_parts: int = 4  # the IMDb rows run in parts (every n-th batch), the frameworks taking turns part by part
     matmul_size: int = 2048
     threads: int | None = None  # torch threads per worker (None: all cores)
 
@@ -243,8 +244,10 @@ class Worker:
 
     def batches(self, workload: str) -> list[Batch]:
         kind, _, arg = workload.partition(":")
-        if kind == "imdb":
-            return document_batches(self.imdb["docs"], self.imdb["labels"], self.plan, self.framework)
+        if kind == "imdb":  # "imdb" or part k of n, "imdb:k/n" (every n-th batch from the k-th)
+            batches = document_batches(self.imdb["docs"], self.imdb["labels"], self.plan, self.framework)
+            part, _, n_parts = arg.partition("/")
+            return batches[int(part) :: int(n_parts)] if arg else batches
         batch = self.plan.sweep_batch if kind == "sweep" else self.plan.uniform_batch
         return uniform_batches(self.plan, int(arg), batch)
 
@@ -265,7 +268,7 @@ class Worker:
         # tokens whose forward is also back-propagated (each document's last max_len): 2 more forwards' FLOPs each
         result["grad_tokens"] = sum(int(b.mask.sum(1).clamp(max=self.plan.max_len).sum()) for b in batches)
         result["step_mb"] = result["peak_mb"] - before
-        if self.mode == "infer" and workload == "imdb":
+        if self.mode == "infer" and workload.partition(":")[0] == "imdb":
             result["logits"] = torch.cat(logits).float().tolist()
         return result
 
@@ -369,12 +372,19 @@ class Result:
     logits: list | None = None
 
 
-def measure(workers: dict, runs: list[tuple[str, str]], workload: str, reps: int) -> dict[tuple[str, str], Result]:
-    """Run `workload` `reps` times on each (worker, dtype), alternating; median throughput, max peak."""
+def measure(
+    workers: dict, runs: list[tuple[str, str]], workload: str, reps: int, parts: list[str] | None = None
+) -> dict[tuple[str, str], Result]:
+    """Run `workload` `reps` times on each (worker, dtype), alternating; median throughput, max peak. With `parts`
+    (workloads that together make `workload`) the runs take turns part by part; a repetition sums its parts."""
     answers: dict[tuple[str, str], list[dict]] = {run: [] for run in runs}
     for _ in range(reps):
-        for name, dtype in runs:
-            answers[(name, dtype)].append(workers[name].request(workload, dtype))
+        part_answers = {run: [] for run in runs}
+        for part in parts or [workload]:
+            for name, dtype in runs:
+                part_answers[(name, dtype)].append(workers[name].request(part, dtype))
+        for run, pieces in part_answers.items():
+            answers[run].append(combine(pieces))
     results = {}
     for run, runs_answers in answers.items():
         seconds = statistics.median(a["seconds"] for a in runs_answers)
@@ -393,6 +403,15 @@ def measure(workers: dict, runs: list[tuple[str, str]], workload: str, reps: int
             flush=True,
         )
     return results
+
+
+def combine(pieces: list[dict]) -> dict:
+    """The answers of a workload's parts as one answer: times and token counts summed, peaks the highest."""
+    total = {key: sum(p[key] for p in pieces) for key in ("seconds", "tokens", "grad_tokens")}
+    total |= {key: max(p[key] for p in pieces) for key in ("peak_mb", "step_mb")}
+    if "logits" in pieces[0]:
+        total["logits"] = [row for p in pieces for row in p["logits"]]
+    return total
 
 
 def ratio(ours: float, theirs: float | None) -> str:
@@ -428,6 +447,8 @@ def run_benchmark(plan: Plan, dtypes: list[str]) -> None:
     imdb_path = Path(f"/tmp/bpt3c_speed_imdb_{plan.name}.json")
     imdb = tokenize_imdb(plan)
     imdb_path.write_text(json.dumps(imdb))
+    n_parts = min(plan.imdb_parts, -(-len(imdb["docs"]) // plan.imdb_batch))
+    imdb_parts = [f"imdb:{k}/{n_parts}" for k in range(n_parts)]
     frameworks = ["fastai", "ours"] if fastai_available() else ["ours"]
     workers = {
         f"{fw}:{mode}": WorkerProcess(fw, mode, plan, imdb_path) for fw in frameworks for mode in ("train", "infer")
@@ -442,10 +463,11 @@ def run_benchmark(plan: Plan, dtypes: list[str]) -> None:
                 for fw in frameworks
                 for d in (dtypes if fw == "ours" else ["fp32"])
             ]
-            for workload in [f"uniform:{n}" for n in plan.uniform_lengths] + ["imdb"]:
-                reps = plan.imdb_reps if workload == "imdb" else plan.reps
-                rows.append((workload, mode, measure(workers, runs, workload, reps)))
+            for workload in [f"uniform:{n}" for n in plan.uniform_lengths]:
+                rows.append((workload, mode, measure(workers, runs, workload, plan.reps)))
                 print(f"[{time.perf_counter() - started:6.0f}s] {mode} {workload} done", file=sys.stderr, flush=True)
+            rows.append(("imdb", mode, measure(workers, runs, "imdb", plan.imdb_reps, imdb_parts)))
+            print(f"[{time.perf_counter() - started:6.0f}s] {mode} imdb done", file=sys.stderr, flush=True)
         for length in plan.sweep_lengths:
             runs = [("ours:train", d) for d in dtypes]
             if "fastai" in frameworks and length <= plan.fastai_sweep_max:
@@ -480,7 +502,7 @@ def report(
     print(
         f"Rows: uniform bs {plan.uniform_batch}, median of {plan.reps}; imdb: {len(lengths)} documents ({subset}), "
         f"{sum(lengths):,} tokens, {min(lengths)}-{max(lengths)} per document, bs {plan.imdb_batch}, "
-        f"{plan.imdb_reps} repetition(s).\n"
+        f"{plan.imdb_reps} repetition(s) in interleaved parts (every {plan.imdb_parts}th batch at most).\n"
     )
     ours = [("ours:{mode}", d) for d in dtypes]
     head = ["workload", "mode", "fastai tok/s"] + [f"ours {d} tok/s" for d in dtypes] + ["fastai peak MB"]
