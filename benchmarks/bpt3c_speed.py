@@ -340,11 +340,11 @@ class WorkerProcess:
 
 
 def matmul_peak(dtype: torch.dtype, size: int, device: torch.device) -> float:
-    """Best-of-5 GFLOP/s of a square matmul of `size` in `dtype`."""
+    """Best-of-20 GFLOP/s of a square matmul of `size` in `dtype`."""
     a = torch.randn(size, size, device=device).to(dtype)
     b = torch.randn(size, size, device=device).to(dtype)
     best = float("inf")
-    for _ in range(6):
+    for _ in range(20):
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
@@ -353,6 +353,10 @@ def matmul_peak(dtype: torch.dtype, size: int, device: torch.device) -> float:
             torch.cuda.synchronize()
         best = min(best, time.perf_counter() - start)
     return 2 * size**3 / best / 1e9
+
+
+def matmul_peaks(dtypes: list[str], size: int, device: torch.device) -> dict[str, float]:
+    return {d: matmul_peak(torch.float32 if d == "fp32" else torch.bfloat16, size, device) for d in dtypes}
 
 
 def fastai_available() -> bool:
@@ -443,7 +447,7 @@ def main() -> None:
 def run_benchmark(plan: Plan, dtypes: list[str]) -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     started = time.perf_counter()
-    peaks = {d: matmul_peak(torch.float32 if d == "fp32" else torch.bfloat16, plan.matmul_size, device) for d in dtypes}
+    peaks = matmul_peaks(dtypes, plan.matmul_size, device)  # again at the end: a busy moment only lowers it
     imdb_path = Path(f"/tmp/bpt3c_speed_imdb_{plan.name}.json")
     imdb = tokenize_imdb(plan)
     imdb_path.write_text(json.dumps(imdb))
@@ -477,6 +481,7 @@ def run_benchmark(plan: Plan, dtypes: list[str]) -> None:
     finally:
         for worker in workers.values():
             worker.close()
+    peaks = {d: max(peak, peaks[d]) for d, peak in matmul_peaks(dtypes, plan.matmul_size, device).items()}
     report(plan, device, dtypes, peaks, imdb, rows, sweep, time.perf_counter() - started)
 
 
