@@ -64,7 +64,7 @@ class AwdLstmConfig(PretrainedConfig):
         initializer_range: embeddings are initialised uniformly in `[-initializer_range, initializer_range]`.
         raise_on_nonfinite: make the forward raise `FloatingPointError` when the loss or logits are not finite.
         compute_dtype: `"float32"` (default, exact) or `"bfloat16"`: on CPU the LSTM matrix products run in
-            bfloat16 (gate arithmetic, state and weights stay float32); with AVX-512 BF16 about 1.3-1.4x faster
+            bfloat16 (gate arithmetic, state and weights stay float32); with AVX-512 BF16 about 1.5-1.7x faster
             training and 2x faster inference. On CUDA the LSTM runs on bfloat16 copies of its input, state and
             weights (cuDNN's bfloat16 LSTM where cuDNN has one, 9.13+; PyTorch's own kernels otherwise).
     """
