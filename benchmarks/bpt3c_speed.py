@@ -3,7 +3,7 @@
 Usage (from the repository root):
     python benchmarks/bpt3c_speed.py            # full run (< 30 min on 2 CPU cores)
     python benchmarks/bpt3c_speed.py --quick    # < 5 min: fewer workloads, a 1/20 IMDb subsample
-    python benchmarks/bpt3c_speed.py --imdb-every 1   # the IMDb rows on the whole sample (adds ~25 min)
+    python benchmarks/bpt3c_speed.py --imdb-every 1   # the IMDb rows on the whole sample (about 10 min more)
     python benchmarks/bpt3c_speed.py --smoke    # seconds: tiny sizes, every code path (CI)
     python benchmarks/bpt3c_speed.py --dtype fp32|bf16|both   # which compute dtypes of ours (default both)
 
@@ -503,11 +503,11 @@ def report(
     )
     lengths = [len(doc) for doc in imdb["docs"]]
     sample = f"the first {plan.imdb_max_docs} of the sample" if plan.imdb_max_docs else "the whole sample"
-    subset = sample if plan.imdb_every == 1 else f"every {plan.imdb_every}th of the length-sorted sample"
+    subset = sample if plan.imdb_every == 1 else f"1 in {plan.imdb_every} of the length-sorted sample"
     print(
         f"Rows: uniform bs {plan.uniform_batch}, median of {plan.reps}; imdb: {len(lengths)} documents ({subset}), "
         f"{sum(lengths):,} tokens, {min(lengths)}-{max(lengths)} per document, bs {plan.imdb_batch}, "
-        f"{plan.imdb_reps} repetition(s) in interleaved parts (every {plan.imdb_parts}th batch at most).\n"
+        f"{plan.imdb_reps} repetition(s) in up to {plan.imdb_parts} interleaved parts.\n"
     )
     ours = [("ours:{mode}", d) for d in dtypes]
     head = ["workload", "mode", "fastai tok/s"] + [f"ours {d} tok/s" for d in dtypes] + ["fastai peak MB"]
