@@ -24,6 +24,7 @@ import shutil
 import sys
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,27 +147,33 @@ def _use_fused(x: torch.Tensor, h0: torch.Tensor, weights: list[torch.Tensor]) -
     return torch.is_grad_enabled() and any(t.requires_grad for t in (x, h0, *weights))
 
 
-def _lstm_arguments(compute_dtype: torch.dtype | None, *tensors: torch.Tensor) -> list[torch.Tensor]:
-    """`torch.lstm`'s tensors (input, state, weights) cast to `compute_dtype` (None: as they are)."""
-    return list(tensors) if compute_dtype is None else [_cast(t, compute_dtype) for t in tensors]
-
-
 _CUDNN_WEIGHT_COPY_WARNING = "RNN module weights are not part of single contiguous chunk of memory"
 
 
-@contextlib.contextmanager
-def _lstm_context(x: torch.Tensor, compute_dtype: torch.dtype | None):
-    """Around `torch.lstm`: autocast off when its arguments are already cast to `compute_dtype` (cuDNN/oneDNN then
-    run in that dtype), the caller's context otherwise (e.g. a float16 CUDA autocast). On CUDA, cuDNN copies the
-    weights into its flat buffer and warns about it: DropConnect makes a new recurrent weight every call, so the
-    copy is expected (fastai silences the same warning)."""
+def _run_lstm(
+    lstm: Callable,
+    x: torch.Tensor,
+    h0: torch.Tensor,
+    c0: torch.Tensor,
+    weights: list[torch.Tensor],
+    compute_dtype: torch.dtype | None,
+) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    """`lstm(x, (h0, c0) with a layer dim, weights)` (a `torch.lstm` call) with x, state and weights cast to
+    `compute_dtype` and autocast off, so that cuDNN/oneDNN run in that dtype (None: as they are, in the caller's
+    context, e.g. a float16 CUDA autocast). Returns the output and `(h, c)` in the dtypes they came in.
+
+    On CUDA, cuDNN copies the weights into its flat buffer and warns about it: DropConnect makes a new recurrent
+    weight every call, so the copy is expected (fastai silences the same warning)."""
+    tensors = [x, h0, c0, *weights]
+    x_in, h_in, c_in, *weights_in = tensors if compute_dtype is None else [_cast(t, compute_dtype) for t in tensors]
     with contextlib.ExitStack() as stack:
         if compute_dtype is not None:
             stack.enter_context(torch.autocast(x.device.type, enabled=False))
         if x.device.type == "cuda":
             stack.enter_context(warnings.catch_warnings())
             warnings.filterwarnings("ignore", message=_CUDNN_WEIGHT_COPY_WARNING)
-        yield
+        out, h, c = lstm(x_in, (h_in.unsqueeze(0), c_in.unsqueeze(0)), weights_in)
+    return _cast(out, x.dtype), (_cast(h[0], h0.dtype), _cast(c[0], c0.dtype))
 
 
 def _views_of_one_block(device: torch.device, *specs: tuple[tuple[int, ...], torch.dtype]) -> list[torch.Tensor]:
@@ -366,12 +373,11 @@ class AwdLstmLayer(nn.Module):
         if compute_dtype is not None and _use_fused(x, h0, list(self.parameters())):
             with torch.autocast("cpu", enabled=False):
                 return self._forward_fused(x, h0, c0, keep, compute_dtype)
-        x_in, h_in, c_in, *weights = _lstm_arguments(compute_dtype, x, h0, c0, *self.weights(keep))
-        with _lstm_context(x, compute_dtype):
-            out, h, c = torch.lstm(
-                x_in, (h_in.unsqueeze(0), c_in.unsqueeze(0)), weights, True, 1, 0.0, self.training, False, True
-            )
-        return _cast(out, x.dtype), (_cast(h[0], h0.dtype), _cast(c[0], c0.dtype))
+
+        def lstm(x, hx, weights):
+            return torch.lstm(x, hx, weights, True, 1, 0.0, self.training, False, True)
+
+        return _run_lstm(lstm, x, h0, c0, self.weights(keep), compute_dtype)
 
     def _forward_fused(
         self, x: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor, keep: torch.Tensor | None, compute_dtype: torch.dtype
@@ -394,14 +400,11 @@ class AwdLstmLayer(nn.Module):
         """The same on a packed sequence: `data` `(total_tokens, input_size)` in `PackedSequence` order
         (`compute_dtype`: the LSTM runs in that dtype)."""
         h0, c0 = state
-        compute_dtype = _lstm_compute_dtype(data, compute_dtype)
-        data_in, h_in, c_in, *weights = _lstm_arguments(compute_dtype, data, h0, c0, *self.weights(keep))
-        with _lstm_context(data, compute_dtype):
-            out, h, c = torch.lstm(
-                data_in, batch_sizes, (h_in.unsqueeze(0), c_in.unsqueeze(0)), weights, True, 1, 0.0, self.training,
-                False,
-            )  # fmt: skip
-        return _cast(out, data.dtype), (_cast(h[0], h0.dtype), _cast(c[0], c0.dtype))
+
+        def lstm(data, hx, weights):
+            return torch.lstm(data, batch_sizes, hx, weights, True, 1, 0.0, self.training, False)
+
+        return _run_lstm(lstm, data, h0, c0, self.weights(keep), _lstm_compute_dtype(data, compute_dtype))
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}, weight_dropout={self.weight_dropout}"
