@@ -5,7 +5,12 @@ Usage (from the repository root):
     python benchmarks/bpt3c_speed.py --quick    # < 5 min: fewer workloads, a 1/20 IMDb subsample
     python benchmarks/bpt3c_speed.py --imdb-every 1   # the IMDb rows on the whole sample (about 10 min more)
     python benchmarks/bpt3c_speed.py --smoke    # seconds: tiny sizes, every code path (CI)
-    python benchmarks/bpt3c_speed.py --dtype fp32|bf16|both   # which compute dtypes of ours (default both)
+    python benchmarks/bpt3c_speed.py --dtype fp32|bf16|both|auto   # ours' compute dtypes (default auto)
+
+The first lines printed name the CPU (its kernel capability, and whether it multiplies bfloat16 natively). `auto` runs
+ours in fp32, and in bf16 too where bf16 is native (AVX-512 BF16, AMX, a CUDA GPU with bf16): on an AVX2-only CPU
+bf16 is emulated, 30x slower than fp32, and the model itself would compute in fp32 instead. `--dtype bf16` or `both`
+on such a CPU measures real bf16 anyway (HF_BPT3C_FORCE_BF16=1 is set for the workers).
 
 fastai's `get_text_classifier(AWD_LSTM, ...)` and our `AwdLstmForSequenceClassification` get the same sizes
 (ULMFiT: emb 400, hidden 1152, 3 layers, vocabulary 8000, bptt 72, max_len 1440, fastai's classifier dropouts).
@@ -25,6 +30,7 @@ import argparse
 import ctypes
 import gc
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -426,7 +432,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--smoke", action="store_true")
-    parser.add_argument("--dtype", choices=["fp32", "bf16", "both"], default="both")
+    parser.add_argument("--dtype", choices=["fp32", "bf16", "both", "auto"], default="auto")
     parser.add_argument("--imdb-every", type=int, help="IMDb rows on every n-th document of the length-sorted sample")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--plan", help=argparse.SUPPRESS)
@@ -441,7 +447,30 @@ def main() -> None:
         if args.imdb_every < 1:
             parser.error(f"--imdb-every must be a positive integer, got {args.imdb_every}")
         plan = replace(plan, imdb_every=args.imdb_every)
-    run_benchmark(plan, ["fp32", "bf16"] if args.dtype == "both" else [args.dtype])
+    # imported here, not at the top: a fastai worker process must not load transformers (its memory is measured)
+    from hf_bpt3c.hardware import FORCE_BF16_ENV, bf16_is_native, cpu_summary  # noqa: I001
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    print(f"# {cpu_summary()}" + (f" | CUDA {torch.cuda.get_device_name()}" if device.type == "cuda" else ""))
+    dtypes, force, note = choose_dtypes(args.dtype, bf16_is_native(device), device.type)
+    if note:
+        print(f"# {note}")
+    if force:
+        os.environ[FORCE_BF16_ENV] = "1"  # the workers inherit it: real bf16 numerics, as asked
+    sys.stdout.flush()
+    run_benchmark(plan, dtypes)
+
+
+def choose_dtypes(requested: str, native: bool, device: str) -> tuple[list[str], bool, str]:
+    """Ours' compute dtypes for `--dtype requested`, whether bf16 must be forced, and a note to print."""
+    if requested == "auto":
+        if native:
+            return ["fp32", "bf16"], False, ""
+        return ["fp32"], False, f"bf16 rows skipped: bfloat16 is not native on this {device} (--dtype both runs them)"
+    dtypes = ["fp32", "bf16"] if requested == "both" else [requested]
+    if "bf16" in dtypes and not native:
+        return dtypes, True, "bf16 rows run emulated bfloat16 (not native here): expect them far slower than fp32"
+    return dtypes, False, ""
 
 
 def run_benchmark(plan: Plan, dtypes: list[str]) -> None:
@@ -489,9 +518,12 @@ def report(
     plan: Plan, device: torch.device, dtypes: list[str], peaks: dict, imdb: dict, rows: list, sweep: list, wall: float
 ):
     """Print the markdown tables (throughput, memory, FLOP-bound fractions, memory sweep, bf16 agreement)."""
+    from hf_bpt3c import hardware
+
     fwd_flops = flops_per_token(plan)
     threads = plan.threads or torch.get_num_threads()
     print(f"\n## BPT3C speed: fastai 2.8 vs hf_bpt3c ({plan.name} run, {device.type}, {threads} threads)\n")
+    print(f"{hardware.cpu_summary()}.\n")
     print(
         f"Sizes: emb {plan.emb}, hidden {plan.hidden}, {plan.layers} layers, vocabulary {plan.vocab}, "
         f"bptt {plan.bptt}, max_len {plan.max_len}; {fwd_flops / 1e6:.1f} MFLOP/token forward, 3x for a training "

@@ -2,23 +2,49 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
 
 import pytest
+import torch
 from conftest import REPO_ROOT
 
 
 def test_speed_benchmark_smoke(data_dir):
+    """Every code path, bf16 included (emulated where the CPU lacks it); the first line names the CPU."""
     script = REPO_ROOT / "benchmarks" / "bpt3c_speed.py"
     result = subprocess.run(
-        [sys.executable, str(script), "--smoke"], capture_output=True, text=True, timeout=60, cwd=REPO_ROOT
+        [sys.executable, str(script), "--smoke", "--dtype", "both"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO_ROOT,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
+    assert out.startswith(f"# CPU capability {torch.backends.cpu.get_cpu_capability()}, native bfloat16: "), out
     for expected in ("| uniform 20 | train |", "| imdb | infer |", "Memory sweep", "argmax agreement"):
         assert expected in out, out
+
+
+def load_speed_benchmark():
+    spec = importlib.util.spec_from_file_location("bpt3c_speed", REPO_ROOT / "benchmarks" / "bpt3c_speed.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_speed_benchmark_runs_bf16_rows_only_where_native():
+    choose = load_speed_benchmark().choose_dtypes
+    assert choose("auto", True, "cpu") == (["fp32", "bf16"], False, "")
+    dtypes, force, note = choose("auto", False, "cpu")
+    assert (dtypes, force) == (["fp32"], False) and "not native" in note
+    assert choose("both", False, "cpu")[:2] == (["fp32", "bf16"], True)  # asked for: real bf16, forced
+    assert choose("bf16", True, "cpu") == (["bf16"], False, "")
+    assert choose("fp32", False, "cpu") == (["fp32"], False, "")
 
 
 def test_quality_benchmark_smoke(data_dir, tmp_path):

@@ -2,15 +2,22 @@
 
 hf-bpt3c convert-fastai WEIGHTS --vocab ITOS --out DIR [--target-vocab ITOS2] [--backwards]
                         [--bptt 72] [--max-len 1440] [--overwrite]
+hf-bpt3c env            versions, CPU capability, whether bfloat16 is native here
 """
 
 from __future__ import annotations
 
 import argparse
+import platform
 import sys
 from collections.abc import Sequence
 
+import torch
+import transformers
+
+from . import __version__
 from .convert import convert_fastai
+from .hardware import bf16_is_native, cpu_summary
 
 
 def _convert_fastai(args: argparse.Namespace) -> int:
@@ -32,6 +39,18 @@ def _convert_fastai(args: argparse.Namespace) -> int:
     )
     for note in result.notes:
         print(f"note: {note}")
+    return 0
+
+
+def _env(args: argparse.Namespace) -> int:
+    print(f"hf_bpt3c {__version__} | torch {torch.__version__} | transformers {transformers.__version__}")
+    print(f"python {platform.python_version()} | {platform.machine()} | {torch.get_num_threads()} torch threads")
+    print(cpu_summary())
+    auto = "bfloat16" if bf16_is_native("cpu") else "float32"
+    print(f'compute_dtype="auto" on this CPU: {auto}')
+    if torch.cuda.is_available():
+        name, native = torch.cuda.get_device_name(), bf16_is_native("cuda")
+        print(f"CUDA: {name}, native bfloat16: {'yes' if native else 'no'}")
     return 0
 
 
@@ -58,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="write into a non-empty --out folder (replaces the files the conversion writes, keeps the others)",
     )
     convert.set_defaults(run=_convert_fastai)
+    env = commands.add_parser(
+        "env", help="print versions, the CPU capability and whether bfloat16 is native here (for bug reports)"
+    )
+    env.set_defaults(run=_env)
     return parser
 
 

@@ -21,6 +21,7 @@ FASTAI_CLASSIFIER_DROPOUTS = {
 }
 _DROPOUT_NAMES = tuple(FASTAI_LM_DROPOUTS)
 SIZE_FIELDS = ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers")
+COMPUTE_DTYPES = ("float32", "bfloat16", "auto")
 
 # Written into every saved config.json, so that a folder loads with `trust_remote_code=True` through any of the
 # Auto classes without hf_bpt3c installed (save_pretrained copies these two files next to the weights).
@@ -63,10 +64,14 @@ class AwdLstmConfig(PretrainedConfig):
             input as given (train it on reversed streams: `LMStreamDataset(..., backwards=True)`).
         initializer_range: embeddings are initialised uniformly in `[-initializer_range, initializer_range]`.
         raise_on_nonfinite: make the forward raise `FloatingPointError` when the loss or logits are not finite.
-        compute_dtype: `"float32"` (default, exact) or `"bfloat16"`: on CPU the LSTM matrix products run in
-            bfloat16 (gate arithmetic, state and weights stay float32); with AVX-512 BF16 about 1.5-1.7x faster
-            training and 2x faster inference. On CUDA the LSTM runs on bfloat16 copies of its input, state and
-            weights (cuDNN's bfloat16 LSTM where cuDNN has one, 9.13+; PyTorch's own kernels otherwise).
+        compute_dtype: `"float32"` (default, exact), `"bfloat16"` or `"auto"`. With `"bfloat16"` the LSTM matrix
+            products on CPU run in bfloat16 (gate arithmetic, state and weights stay float32); with AVX-512 BF16
+            or AMX about 1.5-1.7x faster training and 2x faster inference. On a CPU without native bfloat16 (AVX2,
+            AVX-512 without BF16) bfloat16 would be 30x slower: the model warns once and computes in float32
+            (`HF_BPT3C_FORCE_BF16=1` keeps bfloat16; see `hf_bpt3c.hardware`). `"auto"` picks bfloat16 where the
+            device multiplies it natively and float32 elsewhere, without a warning. On CUDA the LSTM runs on
+            bfloat16 copies of its input, state and weights (cuDNN's bfloat16 LSTM where cuDNN has one, 9.13+;
+            PyTorch's own kernels otherwise).
     """
 
     model_type = "awd_lstm"
@@ -151,8 +156,10 @@ class AwdLstmConfig(PretrainedConfig):
                 "AwdLstmConfig.classifier_dropouts must have one entry per classifier hidden layer "
                 f"({len(self.classifier_hidden_sizes)}), got {self.classifier_dropouts!r}"
             )
-        if self.compute_dtype not in ("float32", "bfloat16"):
-            raise ValueError(f'AwdLstmConfig.compute_dtype must be "float32" or "bfloat16", got {self.compute_dtype!r}')
+        if self.compute_dtype not in COMPUTE_DTYPES:
+            raise ValueError(
+                f'AwdLstmConfig.compute_dtype must be one of "float32", "bfloat16", "auto", got {self.compute_dtype!r}'
+            )
         pad = self.pad_token_id
         if pad is not None and not (isinstance(pad, int) and 0 <= pad < self.vocab_size):
             raise ValueError(f"AwdLstmConfig.pad_token_id must be an int in [0, vocab_size), got {pad!r}")

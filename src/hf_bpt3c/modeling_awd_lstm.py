@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import functools
 import json
 import math
 import os
@@ -38,6 +39,13 @@ from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
 
 from .configuration_awd_lstm import AwdLstmConfig
+from .hardware import (
+    AUTOCAST_SOURCE,
+    COMPUTE_DTYPE_SOURCE,
+    bf16_is_native,
+    cpu_bf16_allowed,
+    float32_where_bf16_is_emulated,
+)
 
 LstmState = tuple[tuple[torch.Tensor, torch.Tensor], ...]
 
@@ -132,10 +140,15 @@ def _lstm_compute_dtype(x: torch.Tensor, requested: torch.dtype | None) -> torch
     """The dtype of the LSTM's matrix products: `requested`, else bfloat16 under a bfloat16 autocast (CPU or CUDA).
 
     The LSTM is then run on inputs cast to that dtype with autocast off: under a CUDA autocast PyTorch's wrapper
-    of cuDNN's LSTM casts to float16 whatever dtype the autocast asks for."""
+    of cuDNN's LSTM casts to float16 whatever dtype the autocast asks for. On a CPU without native bfloat16 a
+    bfloat16 request becomes x's own dtype (a warning once; `hardware.cpu_bf16_allowed`)."""
     device = x.device.type
+    source = COMPUTE_DTYPE_SOURCE
     if requested is None and device in ("cpu", "cuda") and torch.is_autocast_enabled(device):
-        return torch.bfloat16 if torch.get_autocast_dtype(device) == torch.bfloat16 else None
+        requested = torch.bfloat16 if torch.get_autocast_dtype(device) == torch.bfloat16 else None
+        source = AUTOCAST_SOURCE
+    if requested == torch.bfloat16 and device == "cpu" and not cpu_bf16_allowed(source):
+        return x.dtype if x.dtype in _FUSED_PARAM_DTYPES else torch.float32
     return requested
 
 
@@ -274,6 +287,19 @@ class _FusedLstm(torch.autograd.Function):
         return d_x, d_h, d_c, d_w_ih, d_w_hh, d_bias, None, None, None
 
 
+def _float32_where_bf16_is_emulated(forward: Callable) -> Callable:
+    """Run a model's `forward` with a CPU bfloat16 autocast turned off (a warning once) where the CPU has no native
+    bfloat16: every matrix product, the decoder's and the head's too, then runs in float32
+    (`hardware.float32_where_bf16_is_emulated`)."""
+
+    @functools.wraps(forward)
+    def run(self, *args, **kwargs):
+        with float32_where_bf16_is_emulated(self.device):
+            return forward(self, *args, **kwargs)
+
+    return run
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Outputs
 # ----------------------------------------------------------------------------------------------------------------
@@ -370,7 +396,7 @@ class AwdLstmLayer(nn.Module):
         h0, c0 = state
         keep = self.recurrent_mask() if keep is None else keep
         compute_dtype = _lstm_compute_dtype(x, compute_dtype)
-        if compute_dtype is not None and _use_fused(x, h0, list(self.parameters())):
+        if compute_dtype == torch.bfloat16 and _use_fused(x, h0, list(self.parameters())):
             with torch.autocast("cpu", enabled=False):
                 return self._forward_fused(x, h0, c0, keep, compute_dtype)
 
@@ -708,8 +734,12 @@ class AwdLstmModel(AwdLstmPreTrainedModel):
         return locked_dropout(inputs_embeds, self.config.input_dropout, self.training)
 
     def lstm_compute_dtype(self) -> torch.dtype | None:
-        """`torch.bfloat16` when `config.compute_dtype` asks for bfloat16 LSTM products, else None (as the weights)."""
-        return torch.bfloat16 if self.config.compute_dtype == "bfloat16" else None
+        """`torch.bfloat16` when `config.compute_dtype` asks for bfloat16 LSTM products (`"bfloat16"`, or `"auto"`
+        where this device multiplies bfloat16 natively), else None (as the weights)."""
+        requested = self.config.compute_dtype
+        if requested == "bfloat16" or (requested == "auto" and bf16_is_native(self.device)):
+            return torch.bfloat16
+        return None
 
     def recurrent_masks(self) -> list[torch.Tensor | None]:
         """One DropConnect draw for every layer (`AwdLstmLayer.recurrent_mask`; None entries in eval)."""
@@ -789,6 +819,7 @@ class AwdLstmModel(AwdLstmPreTrainedModel):
         return torch.zeros_like(full).scatter_(1, order.unsqueeze(-1).expand_as(full), full)
 
     @can_return_tuple
+    @_float32_where_bf16_is_emulated
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -877,6 +908,7 @@ class AwdLstmForCausalLM(AwdLstmPreTrainedModel, GenerationMixin):
         self.decoder = new_embeddings
 
     @can_return_tuple
+    @_float32_where_bf16_is_emulated
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -1000,6 +1032,7 @@ class AwdLstmForSequenceClassification(AwdLstmPreTrainedModel):
         self.post_init()
 
     @can_return_tuple
+    @_float32_where_bf16_is_emulated
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
