@@ -2,6 +2,8 @@
 
 hf-bpt3c convert-fastai WEIGHTS --vocab ITOS --out DIR [--target-vocab ITOS2] [--backwards]
                         [--bptt 72] [--max-len 1440] [--overwrite]
+hf-bpt3c fetch-fastai   {wt103-fwd,wt103-bwd} --out DIR [--base-url URL] [--archive PATH] [--cache-dir DIR]
+                        [--overwrite] [--bptt 72] [--max-len 1440]
 hf-bpt3c env            versions, CPU capability, whether bfloat16 is native here
 """
 
@@ -16,7 +18,7 @@ import torch
 import transformers
 
 from . import __version__
-from .convert import convert_fastai
+from .convert import FASTAI_BASE_URL_ENV, FASTAI_PRETRAINED, FastaiConversion, convert_fastai, fetch_fastai
 from .hardware import bf16_is_native, cpu_summary
 
 
@@ -31,6 +33,28 @@ def _convert_fastai(args: argparse.Namespace) -> int:
         max_len=args.max_len,
         overwrite=args.overwrite,
     )
+    _print_conversion(result)
+    return 0
+
+
+def _fetch_fastai(args: argparse.Namespace) -> int:
+    fetched = fetch_fastai(
+        args.name,
+        args.out,
+        base_url=args.base_url,
+        archive=args.archive,
+        cache_dir=args.cache_dir,
+        overwrite=args.overwrite,
+        bptt=args.bptt,
+        max_len=args.max_len,
+    )
+    how = "used the cached" if fetched.from_cache else "downloaded the" if fetched.url else "read the local"
+    print(f"{how} archive {fetched.archive}" + (f" ({fetched.url})" if fetched.url else ""))
+    _print_conversion(fetched.conversion)
+    return 0
+
+
+def _print_conversion(result: FastaiConversion) -> None:
     config = result.config
     print(
         f"converted a fastai {result.layout} {result.kind.replace('_', ' ')} (vocab {config.vocab_size}, "
@@ -39,7 +63,6 @@ def _convert_fastai(args: argparse.Namespace) -> int:
     )
     for note in result.notes:
         print(f"note: {note}")
-    return 0
 
 
 def _env(args: argparse.Namespace) -> int:
@@ -77,11 +100,41 @@ def build_parser() -> argparse.ArgumentParser:
         help="write into a non-empty --out folder (replaces the files the conversion writes, keeps the others)",
     )
     convert.set_defaults(run=_convert_fastai)
+    _add_fetch_parser(commands)
     env = commands.add_parser(
         "env", help="print versions, the CPU capability and whether bfloat16 is native here (for bug reports)"
     )
     env.set_defaults(run=_env)
     return parser
+
+
+def _add_fetch_parser(commands) -> None:
+    fetch = commands.add_parser(
+        "fetch-fastai",
+        help="download fastai's pretrained WikiText-103 AWD-LSTM and convert it (a ULMFiT start in one command)",
+        description="Download fastai's pretrained WikiText-103 language model (the archive that "
+        "language_model_learner(..., pretrained=True) uses: URLs.WT103_FWD / URLs.WT103_BWD), check and extract "
+        "it safely, and convert it into a Hub-ready folder (model, tokenizer, model card).",
+    )
+    fetch.add_argument("name", choices=sorted(FASTAI_PRETRAINED), help="forward or backward model")
+    fetch.add_argument("--out", required=True, metavar="DIR", help="output folder (must be empty or new)")
+    fetch.add_argument(
+        "--base-url",
+        metavar="URL",
+        help=f"mirror of fastai's model zoo to download from (default: ${FASTAI_BASE_URL_ENV}, else fastai's URL)",
+    )
+    fetch.add_argument("--archive", metavar="PATH", help="use this local copy of the .tgz archive (no download)")
+    fetch.add_argument(
+        "--cache-dir", metavar="DIR", help="where downloaded archives are kept (default: $HF_HOME/hf_bpt3c/fastai)"
+    )
+    fetch.add_argument("--bptt", type=int, default=72, help="BPT3C chunk length (default: 72)")
+    fetch.add_argument("--max-len", type=int, default=1440, help="BPT3C kept window (default: 1440)")
+    fetch.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write into a non-empty --out folder (replaces the files the conversion writes, keeps the others)",
+    )
+    fetch.set_defaults(run=_fetch_fastai)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -23,13 +23,16 @@ import pickle
 import re
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from .configuration_awd_lstm import AwdLstmConfig
+from .download import cache_root, cached_download, check_url, extract_files
+from .model_card import INFO_KEYS
 from .modeling_awd_lstm import AwdLstmForCausalLM, AwdLstmForSequenceClassification, AwdLstmModel
 from .tokenization_awd_lstm import SPECIAL_TOKENS, AwdLstmTokenizer
 
@@ -408,6 +411,7 @@ def convert_fastai(
     bptt: int = 72,
     max_len: int = 1440,
     overwrite: bool = False,
+    card_info: Mapping[str, Any] | Callable[[FastaiConversion], Mapping[str, Any]] | None = None,
 ) -> FastaiConversion:
     """Convert a fastai AWD-LSTM checkpoint into a `save_pretrained` folder (config, safetensors, tokenizer).
 
@@ -422,6 +426,9 @@ def convert_fastai(
         backwards: the checkpoint is a backward (right-to-left) model; recorded as `config.backwards`.
         bptt, max_len: BPT3C chunk length and kept window written to the config (fastai: 72 and 72*20).
         overwrite: write into a non-empty `out_dir` (files not produced by the conversion are kept).
+        card_info: model card information for the README.md written with the model (keys of
+            `hf_bpt3c.model_card.INFO_KEYS`), or a function of the `FastaiConversion` (kind, layout, config, notes)
+            that returns it. Unknown keys raise `ValueError` before anything is written.
 
     Sizes (vocabulary, embedding, hidden size, layers, head) come from the checkpoint. The result loads with
     `AutoModelForCausalLM` (LM, encoder), `AutoModelForSequenceClassification` (classifier, encoder) or
@@ -456,19 +463,228 @@ def convert_fastai(
         itos = new_itos
     tokenizer = AwdLstmTokenizer.from_fastai_vocab(itos)
     config = _build_config(hf, kind, tokenizer, backwards=backwards, bptt=bptt, max_len=max_len)
-    _save_into(out_dir, _build_model(config, hf, kind), tokenizer)
+    result = FastaiConversion(kind=kind, layout=layout, out_dir=out_dir, config=config, notes=notes)
+    model = _build_model(config, hf, kind)
+    if card_info is not None:
+        model.model_card_info = _card_info(card_info, result)
+    _save_into(out_dir, model, tokenizer)
     for note in notes:
         logger.warning("%s: %s", weights.name, note)
-    return FastaiConversion(kind=kind, layout=layout, out_dir=out_dir, config=config, notes=notes)
+    return result
+
+
+def _card_info(card_info, result: FastaiConversion) -> dict[str, Any]:
+    """`card_info` (a mapping, or a function of the conversion returning one) as a dict with known keys only."""
+    info = card_info(result) if callable(card_info) else card_info
+    if not isinstance(info, Mapping):
+        raise TypeError(f"card_info must be a mapping or return one, got {type(info).__name__}")
+    unknown = sorted(set(info) - INFO_KEYS)
+    if unknown:
+        raise ValueError(f"card_info has unknown keys {unknown}; expected keys among {sorted(INFO_KEYS)}")
+    return dict(info)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# fastai's pretrained WikiText-103 language models, downloaded and converted in one call
+# ----------------------------------------------------------------------------------------------------------------
+
+# fastai's `URLs.S3_MODEL` (fastai/data/external.py); `language_model_learner(..., pretrained=True)` downloads
+# `URLs.WT103_FWD` / `URLs.WT103_BWD` from there and loads the one `*.pth` and one `*.pkl` of the extracted folder.
+FASTAI_MODEL_ZOO_URL = "https://s3.amazonaws.com/fast-ai-modelzoo/"
+FASTAI_BASE_URL_ENV = "HF_BPT3C_FASTAI_BASE_URL"
+
+
+@dataclass(frozen=True)
+class FastaiPretrained:
+    """One of fastai's published ULMFiT language models: the archive's file name in fastai's model zoo, fastai's
+    name for its URL, and the reading direction."""
+
+    filename: str
+    fastai_name: str
+    backwards: bool
+
+    @property
+    def url(self) -> str:
+        """The archive's URL in fastai's model zoo."""
+        return FASTAI_MODEL_ZOO_URL + self.filename
+
+
+FASTAI_PRETRAINED = {
+    "wt103-fwd": FastaiPretrained("wt103-fwd.tgz", "URLs.WT103_FWD", backwards=False),
+    "wt103-bwd": FastaiPretrained("wt103-bwd.tgz", "URLs.WT103_BWD", backwards=True),
+}
+
+
+@dataclass
+class FastaiFetch:
+    """What `fetch_fastai` did: the conversion, the archive it read, and whether that was the cached copy.
+
+    `url` is where the archive was (or, for a cached copy, would have been) downloaded from; None when the archive
+    was given as a local file.
+    """
+
+    conversion: FastaiConversion
+    archive: Path
+    from_cache: bool
+    url: str | None
+
+
+def fastai_cache_dir() -> Path:
+    """The default archive cache: `<HF_HOME>/hf_bpt3c/fastai` (`HF_HOME` as huggingface_hub reads it)."""
+    return cache_root() / "fastai"
+
+
+def _fastai_pretrained(name: str) -> FastaiPretrained:
+    if name not in FASTAI_PRETRAINED:
+        raise ValueError(f"name must be one of {sorted(FASTAI_PRETRAINED)}, got {name!r}")
+    return FASTAI_PRETRAINED[name]
+
+
+def _fastai_base_url(base_url: str | None) -> str:
+    """The model zoo base URL: `base_url`, else `$HF_BPT3C_FASTAI_BASE_URL`, else fastai's; ends with `/`."""
+    if base_url is not None:
+        return check_url(base_url, "base_url (--base-url)").rstrip("/") + "/"
+    from_env = os.environ.get(FASTAI_BASE_URL_ENV)
+    if from_env:
+        return check_url(from_env, FASTAI_BASE_URL_ENV).rstrip("/") + "/"
+    return FASTAI_MODEL_ZOO_URL
+
+
+def _offline_hint(spec: FastaiPretrained) -> str:
+    return (
+        f"Download {spec.url} elsewhere and pass the file with --archive PATH (Python: archive=PATH), "
+        f"or point --base-url / {FASTAI_BASE_URL_ENV} to a mirror."
+    )
+
+
+def _local_archive(archive: str | os.PathLike) -> Path:
+    path = Path(archive)
+    if not path.exists():
+        raise FileNotFoundError(f"ARCHIVE {path} does not exist")
+    if not path.is_file():
+        raise ValueError(f"ARCHIVE {path} is not a file; expected fastai's .tgz archive")
+    return path
+
+
+def _extract_checkpoint(archive: Path, dest: Path, origin: str) -> dict[str, Path]:
+    """The archive's `.pth` and `.pkl`, extracted safely into `dest`. `origin` is "download", "cache" or "local":
+    a just-downloaded archive that is refused is removed from the cache; for a cached one the message says how to
+    download it again."""
+    try:
+        return extract_files(archive, dest, (".pth", ".pkl"))
+    except ValueError as err:
+        if origin == "download":
+            archive.unlink(missing_ok=True)
+            raise ValueError(f"{err} (the downloaded file was removed from the cache)") from None
+        if origin == "cache":
+            raise ValueError(f"{err} (this is the cached copy: delete it to download it again)") from None
+        raise
+
+
+def _fastai_card_info(name: str, spec: FastaiPretrained, official: bool, conversion: FastaiConversion) -> dict:
+    """Model card information for a converted fastai WT103 model: source, licence note, detected layout.
+    `official`: the archive came from fastai's URL (not from a mirror or a local file)."""
+    call = f"language_model_learner(dls, AWD_LSTM, pretrained=True{', backwards=True' if spec.backwards else ''})"
+    source = [
+        f"Converted from fastai's pretrained AWD-LSTM, the model zoo archive `{spec.filename}` "
+        f"(`{spec.fastai_name}` = <{spec.url}>), which fastai's `{call}` downloads.",
+        f"The checkpoint has fastai's **{conversion.layout}** layout; `hf-bpt3c fetch-fastai {name}` renamed its "
+        "tensors for this model without changing their values.",
+    ]
+    if not official:
+        source.append("This copy of the archive was read from a mirror or a local file, not from fastai's URL.")
+    if conversion.notes:
+        source.append("Conversion notes: " + "; ".join(conversion.notes) + ".")
+    source.append(
+        "**Licence note.** fast.ai publishes these weights for the fastai library, which is licensed under "
+        "Apache-2.0; this card does not state a licence for the weights themselves. The training text, "
+        "WikiText-103, is derived from Wikipedia articles under CC BY-SA 3.0. Check these terms before "
+        "redistributing the weights."
+    )
+    direction = "backward (right-to-left)" if spec.backwards else "forward"
+    return {
+        "source": "\n\n".join(source),
+        "training": f"Pre-trained by fast.ai as a {direction} language model on WikiText-103 (Wikipedia articles; "
+        "Merity et al. 2016, arXiv:1609.07843). The recipe is fastai's and is not recorded here.",
+        "datasets": ["Salesforce/wikitext"],
+        "language": "en",
+        "model_name": f"ulmfit-{name}",
+        "limitations": "Pre-trained on Wikipedia text only: fine-tune it on the target corpus (ULMFiT's second "
+        "stage) before using it on other kinds of text.",
+    }
+
+
+def fetch_fastai(
+    name: str,
+    out_dir: str | os.PathLike,
+    *,
+    base_url: str | None = None,
+    archive: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    bptt: int = 72,
+    max_len: int = 1440,
+) -> FastaiFetch:
+    """Download fastai's pretrained WikiText-103 AWD-LSTM and convert it into a Hub-ready folder.
+
+    Args:
+        name: `"wt103-fwd"` (fastai's `URLs.WT103_FWD`) or `"wt103-bwd"` (`URLs.WT103_BWD`, a backward model).
+        out_dir: the folder to write (model, tokenizer, model card); refused if not empty, unless `overwrite`.
+        base_url: where the archive is downloaded from (a mirror of fastai's model zoo); default
+            `$HF_BPT3C_FASTAI_BASE_URL`, else fastai's `https://s3.amazonaws.com/fast-ai-modelzoo/`.
+        archive: a local copy of the `.tgz` archive; nothing is downloaded (exclusive with `base_url`).
+        cache_dir: where downloaded archives are kept (default `<HF_HOME>/hf_bpt3c/fastai`). An archive already
+            there is used without any request; a download is renamed into place only once complete.
+        overwrite, bptt, max_len: as in `convert_fastai`.
+
+    The archive must be a gzip tar holding exactly one `.pth` and one `.pkl` (in at most one folder); members
+    with absolute paths, `..`, links or devices are refused before anything is extracted. The checkpoint is read
+    with `torch.load(weights_only=True)` and the vocabulary with a data-only unpickler. Download failures raise
+    `hf_bpt3c.download.DownloadError` (a `ValueError` and `OSError`) naming the URL; bad archives `ValueError`.
+    """
+    spec = _fastai_pretrained(name)
+    out_dir = Path(out_dir)
+    _check_out_dir(out_dir, overwrite)
+    if archive is not None:
+        if base_url is not None:
+            raise ValueError("pass either archive (a local copy) or base_url (a mirror to download from), not both")
+        path, url, origin = _local_archive(archive), None, "local"
+    else:
+        url = _fastai_base_url(base_url) + spec.filename
+        path = Path(cache_dir if cache_dir is not None else fastai_cache_dir()) / spec.filename
+        origin = "cache" if cached_download(url, path, hint=_offline_hint(spec)) else "download"
+    with tempfile.TemporaryDirectory(prefix="hf_bpt3c-fastai-") as tmp:
+        files = _extract_checkpoint(path, Path(tmp), origin)
+        try:
+            conversion = convert_fastai(
+                files[".pth"],
+                files[".pkl"],
+                out_dir,
+                backwards=spec.backwards,
+                bptt=bptt,
+                max_len=max_len,
+                overwrite=overwrite,
+                card_info=lambda result: _fastai_card_info(name, spec, url == spec.url, result),
+            )
+        except ValueError as err:
+            raise ValueError(f"{err} (extracted from ARCHIVE {path})") from None
+    return FastaiFetch(conversion=conversion, archive=path, from_cache=origin == "cache", url=url)
 
 
 __all__ = [
+    "FASTAI_BASE_URL_ENV",
+    "FASTAI_MODEL_ZOO_URL",
+    "FASTAI_PRETRAINED",
     "FastaiConversion",
+    "FastaiFetch",
+    "FastaiPretrained",
     "checkpoint_kind",
     "checkpoint_layout",
     "config_kwargs_from_fastai",
     "convert_fastai",
+    "fastai_cache_dir",
     "fastai_to_hf_state_dict",
+    "fetch_fastai",
     "is_fastai_classifier",
     "load_fastai_checkpoint",
     "load_itos",

@@ -11,7 +11,9 @@ Hub metadata (`library_name: transformers`, `pipeline_tag`, tags, datasets, a `m
 - `training`: the recipe, free text or a dict (epochs, learning rates, discriminative lr factor, gradual
   unfreezing, STLR / one-cycle, batch size, ...);
 - `language`, `license`, `base_model`, `model_name`, `repo_id` (used in the loading example), `intended_use`,
-  `limitations`.
+  `limitations`;
+- `source`: where the weights come from (free markdown, e.g. the fastai archive a checkpoint was converted from
+  and a licence note), shown in a "Source" section.
 
 A card written by hf_bpt3c carries `MODEL_CARD_MARKER`; a README.md without it belongs to the user and is never
 replaced, neither in a saved folder nor on the Hub.
@@ -50,6 +52,7 @@ INFO_KEYS = frozenset(
         "repo_id",
         "intended_use",
         "limitations",
+        "source",
     }
 )
 EVAL_CONTEXT_KEYS = ("dataset_name", "dataset_type", "split", "task")
@@ -253,6 +256,7 @@ def _template_vars(
         "eval_results": eval_results,
         "intended_use": (info.get("intended_use") or "").strip(),
         "extra_limitations": (info.get("limitations") or "").strip(),
+        "source": (info.get("source") or "").strip(),
     }
 
 
