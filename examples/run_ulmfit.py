@@ -9,6 +9,11 @@ Writes into `--output_dir`: the classifier with its tokenizer and model card, `e
 The main job (IMDb sample: 800 training and 200 validation reviews, from scratch, 2 CPU cores):
     python examples/run_ulmfit.py --train_file ../shared/data/imdb_sample/texts.csv --split_column is_valid \\
         --text_column text --label_column label --output_dir runs/imdb --save_strategy no
+From a pretrained language model (`hf-bpt3c fetch-fastai wt103-fwd --out wt103-fwd`, or one you pretrained with
+run_language_modeling.py), the three ULMFiT stages: the target vocabulary built from the training texts and the
+pretrained rows mapped onto it, the LM fine-tuned on all texts (one frozen epoch at --lm_frozen_lr, then --lm_epochs
+at --lm_lr), the classifier:
+    python examples/run_ulmfit.py --model_name_or_path wt103-fwd --train_file ... (as above)
 Add `--quick` for a small smoke-size run (CI).
 """
 
@@ -21,9 +26,16 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+import datasets
 import transformers
 from run_classification import ClassifierArguments, train_classifier
-from run_language_modeling import DataArguments, LanguageModelArguments, load_splits, train_language_model
+from run_language_modeling import (
+    DataArguments,
+    LanguageModelArguments,
+    file_builder,
+    load_splits,
+    train_language_model,
+)
 from transformers import HfArgumentParser, TrainingArguments, set_seed
 
 from hf_bpt3c import AwdLstmTokenizer
@@ -35,23 +47,51 @@ logger = logging.getLogger(__name__)
 class UlmfitArguments:
     """Sizes and the two stages' recipe (defaults: the main job's, sized for 15 minutes on 2 CPU cores)."""
 
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "Pretrained LM to start from (`hf-bpt3c fetch-fastai wt103-fwd --out DIR`); default: scratch."
+        },
+    )
+    keep_vocab: bool = field(default=False, metadata={"help": "Keep the pretrained vocabulary (no adaptation)."})
     label_column: str = field(default="label", metadata={"help": "Column holding the class."})
     quick: bool = field(default=False, metadata={"help": "Tiny sizes and data for a smoke run (about a minute)."})
     max_vocab: int = field(default=60000, metadata={"help": "Vocabulary size."})
     min_freq: int = field(default=3, metadata={"help": "Minimum count of a word kept in the vocabulary."})
-    embedding_size: int = field(default=128, metadata={"help": "Embedding size."})
-    hidden_size: int = field(default=384, metadata={"help": "LSTM hidden size."})
-    num_hidden_layers: int = field(default=2, metadata={"help": "LSTM layers."})
-    bptt: int = field(default=72, metadata={"help": "Window (LM) and chunk (classifier) length."})
+    embedding_size: int | None = field(default=None, metadata={"help": "Embedding size from scratch (128)."})
+    hidden_size: int | None = field(default=None, metadata={"help": "LSTM hidden size from scratch (384)."})
+    num_hidden_layers: int | None = field(default=None, metadata={"help": "LSTM layers from scratch (2)."})
+    bptt: int | None = field(
+        default=None, metadata={"help": "Window (LM) and chunk (classifier) length (72, or the checkpoint's)."}
+    )
     max_len: int = field(default=1440, metadata={"help": "Tokens at each document's end that get gradient."})
-    lm_epochs: float = field(default=12, metadata={"help": "Language-model epochs."})
-    lm_lr: float = field(default=1e-2, metadata={"help": "Language-model learning rate (top group)."})
+    lm_epochs: float | None = field(
+        default=None, metadata={"help": "Language-model epochs (12 from scratch, 8 fine-tuning after the frozen one)."}
+    )
+    lm_lr: float | None = field(
+        default=None,
+        metadata={"help": "Language-model learning rate, top group (1e-2 from scratch, 5e-3 fine-tuning)."},
+    )
+    lm_frozen_lr: float = field(default=2e-2, metadata={"help": "LM fine-tuning: lr of the frozen epochs."})
+    lm_freeze_epochs: int = field(
+        default=1, metadata={"help": "LM fine-tuning: epochs training only the embedding/decoder first."}
+    )
     lm_batch_size: int = field(default=32, metadata={"help": "Language-model streams."})
+    lm_extra_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "Unlabelled texts of the target domain (CSV, JSON lines or .txt; --text_column) added to the "
+            "language model's training texts, as ULMFiT fine-tunes its IMDb LM on 50,000 unlabelled reviews."
+        },
+    )
+    lm_extra_max_texts: int | None = field(default=None, metadata={"help": "Use the first N texts of it."})
     classifier_epochs: float = field(default=12, metadata={"help": "Classifier epochs."})
     classifier_lr: float = field(default=1e-2, metadata={"help": "Classifier learning rate (head)."})
     classifier_batch_size: int = field(default=32, metadata={"help": "Documents per classifier batch."})
 
 
+FROM_SCRATCH = dict(embedding_size=128, hidden_size=384, num_hidden_layers=2, bptt=72, lm_epochs=12, lm_lr=1e-2)
+FINE_TUNING = dict(lm_epochs=8, lm_lr=5e-3)  # tuned on the IMDb sample (docs/transfer.md)
 QUICK = dict(
     embedding_size=32,
     hidden_size=64,
@@ -63,6 +103,32 @@ QUICK = dict(
     lm_batch_size=16,
     classifier_batch_size=16,
 )
+QUICK_RECIPE = ("lm_epochs", "classifier_epochs", "lm_batch_size", "classifier_batch_size")  # sizes: the checkpoint's
+
+
+def with_defaults(args: UlmfitArguments) -> UlmfitArguments:
+    """Fill what the user left unset: the main job's sizes and LM recipe from scratch, the fine-tuning recipe from a
+    pretrained LM (whose sizes and bptt are its own), the tiny sizes of `--quick`."""
+    if args.model_name_or_path is None:
+        defaults = {**FROM_SCRATCH, **(QUICK if args.quick else {})}
+    else:
+        if args.keep_vocab and args.quick:
+            raise ValueError("--quick builds a small vocabulary; it cannot be combined with --keep_vocab")
+        defaults = {**FINE_TUNING, **({k: QUICK[k] for k in QUICK_RECIPE} if args.quick else {})}
+    unset = {name: value for name, value in defaults.items() if getattr(args, name) is None or args.quick}
+    return dataclasses.replace(args, **unset)
+
+
+def extra_texts(args: UlmfitArguments, column: str) -> list[str]:
+    """The first `--lm_extra_max_texts` texts of `--lm_extra_file` (none without it)."""
+    if args.lm_extra_file is None:
+        return []
+    extra = datasets.load_dataset(file_builder(args.lm_extra_file), data_files=args.lm_extra_file, split="train")
+    if args.lm_extra_max_texts is not None:
+        extra = extra.select(range(min(args.lm_extra_max_texts, len(extra))))
+    texts = list(extra[column])
+    print(f"language model: {len(texts)} more texts from {args.lm_extra_file}")
+    return texts
 
 
 def stage_args(base: TrainingArguments, output_dir: str, epochs: float, batch_size: int) -> TrainingArguments:
@@ -79,8 +145,8 @@ def stage_args(base: TrainingArguments, output_dir: str, epochs: float, batch_si
 def main() -> None:
     parser = HfArgumentParser((UlmfitArguments, DataArguments, TrainingArguments))
     args, data_args, training_args = parser.parse_args_into_dataclasses()
+    args = with_defaults(args)
     if args.quick:
-        args = dataclasses.replace(args, **QUICK)
         data_args.max_train_samples = data_args.max_train_samples or 160
         data_args.max_eval_samples = data_args.max_eval_samples or 80
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -92,25 +158,35 @@ def main() -> None:
     train_texts = list(splits["train"][data_args.text_column])
     eval_texts = list(splits["validation"][data_args.text_column])
     print(f"{len(train_texts)} training and {len(eval_texts)} validation documents")
-    tokenizer = AwdLstmTokenizer.from_texts(train_texts, max_vocab=args.max_vocab, min_freq=args.min_freq)
-    print(f"vocabulary: {len(tokenizer)} tokens")
+    if args.keep_vocab:
+        tokenizer = None  # the pretrained model's
+    else:
+        tokenizer = AwdLstmTokenizer.from_texts(train_texts, max_vocab=args.max_vocab, min_freq=args.min_freq)
+        print(f"vocabulary: {len(tokenizer)} tokens")
+    start_from = args.model_name_or_path or "scratch"
+    print(f"language model: from {start_from}")
 
     lm_dir = os.path.join(training_args.output_dir, "language_model")
     lm_args = LanguageModelArguments(
+        model_name_or_path=args.model_name_or_path,
+        keep_vocab=args.keep_vocab,
         embedding_size=args.embedding_size,
         hidden_size=args.hidden_size,
         num_hidden_layers=args.num_hidden_layers,
         bptt=args.bptt,
         lr=args.lm_lr,
+        frozen_lr=args.lm_frozen_lr,
+        freeze_epochs=args.lm_freeze_epochs if args.model_name_or_path else 0,
     )
     lm_training = stage_args(training_args, lm_dir, args.lm_epochs, args.lm_batch_size)
-    _, _, lm_metrics = train_language_model(lm_args, lm_training, train_texts + eval_texts, eval_texts, tokenizer)
+    lm_texts = train_texts + eval_texts + extra_texts(args, data_args.text_column)
+    lm, tokenizer, lm_metrics = train_language_model(lm_args, lm_training, lm_texts, eval_texts, tokenizer)
     print(f"language model: perplexity {lm_metrics['perplexity']:.1f} on the validation texts")
 
     classifier_args = ClassifierArguments(
         model_name_or_path=lm_dir,
         label_column=args.label_column,
-        bptt=args.bptt,
+        bptt=lm.config.bptt,
         max_len=args.max_len,
         lr=args.classifier_lr,
     )

@@ -10,6 +10,7 @@ import sys
 import pytest
 import torch
 from conftest import REPO_ROOT
+from test_examples import small_converted_lm
 
 
 def test_speed_benchmark_smoke(data_dir):
@@ -67,3 +68,17 @@ def test_quality_benchmark_smoke(data_dir, tmp_path):
         assert 0.0 <= row["fastai"] <= 1.0 and 0.0 <= row["ours"] <= 1.0
         assert dataset["summary"]["ours_mean"] == row["ours"]
     assert "| mean of 1 |" in result.stdout
+
+
+def test_transfer_benchmark_smoke(data_dir, tmp_path):
+    """`benchmarks/transfer.py` runs both starts side by side (here `--quick`, one seed) and prints the table."""
+    small_converted_lm(data_dir, tmp_path / "pretrained")
+    script = REPO_ROOT / "benchmarks" / "transfer.py"
+    command = [sys.executable, str(script), "--pretrained", str(tmp_path / "pretrained"), "--seeds", "1"]
+    command += ["--extra=--quick", "--output_dir", str(tmp_path / "out")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| 1 | scratch |" in result.stdout and "| mean | pretrained |" in result.stdout
+    report = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert set(report["runs"]["1"]) == {"scratch", "pretrained"}
+    assert 0 < report["coverage"]["token_share_with_row"] <= 1 and report["coverage"]["perplexity_before"] > 1

@@ -32,7 +32,8 @@ class LMStreamDataset(torch.utils.data.Dataset):
     """Fixed `bptt` windows over `n_streams` contiguous token streams, in the order a sequential sampler needs.
 
     Args:
-        documents: token ids of each document (each already starting with `xxbos`), concatenated in this order.
+        documents: token ids of each document (each already starting with `xxbos`; lists, arrays or tensors),
+            concatenated in this order.
         batch_size: streams read side by side by one process (`per_device_train_batch_size`).
         bptt: window length; each item has `input_ids` and `labels` of `bptt` tokens (labels are the same ids:
             transformers' causal-LM loss shifts them, so the last token of a window predicts nothing).
@@ -55,9 +56,10 @@ class LMStreamDataset(torch.utils.data.Dataset):
         for name, value in (("batch_size", batch_size), ("bptt", bptt), ("world_size", world_size)):
             if not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
-        ids = [token for doc in documents for token in doc]
+        pieces = [torch.as_tensor(doc, dtype=torch.long).reshape(-1) for doc in documents]
+        ids = torch.cat(pieces) if pieces else torch.empty(0, dtype=torch.long)  # (total_tokens,)
         if backwards:
-            ids.reverse()
+            ids = ids.flip(0)
         self.batch_size, self.bptt, self.world_size = batch_size, bptt, world_size
         self.n_streams = batch_size * world_size
         self.n_windows = len(ids) // (self.n_streams * bptt)
@@ -66,7 +68,7 @@ class LMStreamDataset(torch.utils.data.Dataset):
                 f"{len(ids)} tokens are too few for {self.n_streams} streams of at least one {bptt}-token window"
             )
         stream_len = self.n_windows * bptt
-        self.streams = torch.tensor(ids[: self.n_streams * stream_len]).view(self.n_streams, stream_len)
+        self.streams = ids[: self.n_streams * stream_len].clone().view(self.n_streams, stream_len)
 
     def __len__(self) -> int:
         return self.n_streams * self.n_windows
