@@ -50,6 +50,8 @@ def test_emulated_bf16_request_warns_once_and_computes_float32(monkeypatch):
         second = classifier_logits("bfloat16")
     messages = bf16_warnings(record)
     assert len(messages) == 1, messages
+    (warning,) = [w for w in record if "bfloat16 compute was requested" in str(w.message)]
+    assert warning.filename == __file__  # it points at the caller's line, not at library internals
     assert torch.backends.cpu.get_cpu_capability() in messages[0] and hardware.FORCE_BF16_ENV in messages[0]
     assert torch.equal(first, exact) and torch.equal(second, exact)
 

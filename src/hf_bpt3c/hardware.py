@@ -16,6 +16,7 @@ import contextlib
 import functools
 import os
 import platform
+import sys
 import warnings
 
 import torch
@@ -84,6 +85,18 @@ def cpu_summary() -> str:
     return f"CPU capability {capability}, native bfloat16: {answer}{forced}"
 
 
+def _caller_stacklevel() -> int:
+    """The `stacklevel` of the first frame outside this package and the libraries that call a model (torch,
+    transformers, accelerate), so that the warning names the user's line (`model(...)`, `trainer.train()`)."""
+    libraries = [sys.modules.get(name) for name in ("torch", "transformers", "accelerate")]
+    files = [__file__, *(getattr(module, "__file__", None) for module in libraries)]
+    internal = tuple(os.path.dirname(os.path.abspath(f)) for f in files if f)
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(internal):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def _warn_once(source: str) -> None:
     if source in _warned:
         return
@@ -93,7 +106,7 @@ def _warn_once(source: str) -> None:
         f"({cpu_summary()}): computing in float32, which is much faster here. Set {FORCE_BF16_ENV}=1 to keep "
         'bfloat16 numerics anyway, or use compute_dtype="auto" to pick bfloat16 only where it is native.',
         UserWarning,
-        stacklevel=3,
+        stacklevel=_caller_stacklevel(),
     )
 
 
