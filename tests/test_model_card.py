@@ -122,3 +122,18 @@ def test_generated_cards_are_recognised():
     assert is_generated_card(str(build_model_card(classifier())))
     assert is_generated_card("This model card has been automatically generated.")
     assert not is_generated_card("# My own card")
+
+
+def test_backward_classifier_card_matches_what_the_model_does():
+    """The card of a backward classifier says to pass documents in reading order (the model reverses them itself),
+    and that is what the model does: its logits equal those of the same weights read forward on the reversed ids."""
+    torch.manual_seed(0)
+    backward = AwdLstmForSequenceClassification(small_config(backwards=True)).eval()
+    text = " ".join(build_model_card(backward, repo_id="me/awd").text.split())
+    assert "reverses each document itself" in text and "in reading order" in text
+    assert "Reverse each document's token ids yourself" not in text
+    forward = AwdLstmForSequenceClassification(small_config()).eval()
+    forward.load_state_dict(backward.state_dict())
+    ids = torch.randint(2, 60, (1, 37))
+    with torch.no_grad():
+        torch.testing.assert_close(backward(ids).logits, forward(ids.flip(1)).logits, atol=1e-6, rtol=0)
