@@ -11,6 +11,7 @@ from transformers import (
     AutoTokenizer,
 )
 
+from . import interpret  # noqa: F401  (hf_bpt3c.interpret after `import hf_bpt3c`)
 from .configuration_awd_lstm import AwdLstmConfig
 from .modeling_awd_lstm import (
     AwdLstmCausalLMOutput,
