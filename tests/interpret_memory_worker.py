@@ -27,7 +27,13 @@ from hf_bpt3c import AwdLstmConfig, AwdLstmForSequenceClassification, interpret 
 
 
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    """This process's peak RSS since it started (Linux: VmHWM; `ru_maxrss` would include the peak of the parent
+    that forked it, e.g. a large pytest process)."""
+    try:
+        with open("/proc/self/status") as f:
+            return int(next(line for line in f if line.startswith("VmHWM:")).split()[1]) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux, bytes on macOS
 
 
 def build_model(args: argparse.Namespace) -> AwdLstmForSequenceClassification:

@@ -188,13 +188,14 @@ def peak_of(tokens: int, *extra: str) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_full_scope_memory_is_bounded_by_the_chunk_not_the_document():
     short, long = peak_of(10_000), peak_of(100_000)
     assert long["peak_rss_mb"] <= 1.5 * short["peak_rss_mb"], (short, long)
-    # what the attribution itself adds on top of the process grows far less than the document (10x)
-    assert long["peak_rss_mb"] - long["start_rss_mb"] <= 3 * (short["peak_rss_mb"] - short["start_rss_mb"]) + 16
-    naive = peak_of(100_000, "--naive")  # the same gradient, the whole graph held at once, is not bounded
-    assert naive["peak_rss_mb"] - naive["start_rss_mb"] > 4 * (long["peak_rss_mb"] - long["start_rss_mb"])
+    # 10x the tokens adds a few MB (ids, scores, one saved state per chunk); the whole graph would add ~800 MB
+    naive = peak_of(100_000, "--naive")  # the same gradient by plain autograd, the whole graph held at once
+    assert long["peak_rss_mb"] - short["peak_rss_mb"] < 64, (short, long)
+    assert naive["peak_rss_mb"] - long["peak_rss_mb"] > 400, (long, naive)
 
 
 # ---------------------------------------------------------------------------------------------- HTML and plots
@@ -373,6 +374,7 @@ def test_trainer_predictions_are_paired_with_their_documents_under_group_by_leng
 # ---------------------------------------------------------------------------------------------- the example
 
 
+@pytest.mark.slow
 def test_interpret_example_writes_its_files(tmp_path, texts_and_labels):
     pytest.importorskip("matplotlib")
     texts, labels = texts_and_labels
