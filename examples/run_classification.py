@@ -7,11 +7,15 @@ betas (0.8, 0.99), discriminative learning rates (/2.6 per layer group), gradual
 layer group per epoch), one-cycle or slanted triangular schedule, AR/TAR regularisation. Batches hold documents of
 similar length (`group_by_length`) and are padded per batch. Metrics come from local `evaluate` modules
 (`examples/metrics/`). The output folder is ready for `pipeline("text-classification")` and `push_to_hub`, with
-its model card.
+its model card, and `training_curves.png` (training and validation loss, validation accuracy against the step).
+`--lr_find` runs fastai's learning-rate finder first (`lr_find.png`, suggestions printed); `--lr auto` trains at
+its `valley` suggestion. `--do_predict --test_file FILE` writes `predictions.csv`: the test file's rows in their
+order, with the predicted `label` and one `prob_<class>` column per class.
 
 Example:
     python examples/run_classification.py --model_name_or_path lm --train_file train.csv \\
-        --validation_file valid.csv --text_column text --label_column label --output_dir clf --num_train_epochs 4
+        --validation_file valid.csv --text_column text --label_column label --output_dir clf --num_train_epochs 4 \\
+        --do_predict --test_file test.csv
 """
 
 from __future__ import annotations
@@ -23,15 +27,26 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import datasets
 import evaluate
 import numpy as np
 import transformers
-from run_language_modeling import DataArguments, load_splits
+from run_language_modeling import (
+    DataArguments,
+    file_builder,
+    load_splits,
+    log_for_curves,
+    parse_lr,
+    resolve_lr,
+    save_training_curves,
+    steps_per_epoch,
+)
 from transformers import DataCollatorWithPadding, HfArgumentParser, Trainer, TrainingArguments, set_seed
 
-from hf_bpt3c import AwdLstmConfig, AwdLstmForSequenceClassification, AwdLstmTokenizer
+from hf_bpt3c import AwdLstmConfig, AwdLstmForSequenceClassification, AwdLstmTokenizer, ensemble_predict
 from hf_bpt3c.training import (
     ActivationRegularizationCallback,
+    EvaluationRandomStateCallback,
     GradualUnfreezingCallback,
     num_training_steps,
     ulmfit_optimizers,
@@ -51,11 +66,22 @@ class ClassifierArguments:
     bptt: int = field(default=72, metadata={"help": "BPT3C chunk length."})
     max_len: int = field(default=1440, metadata={"help": "Tokens at the end of each document that get gradient."})
     drop_mult: float = field(default=0.5, metadata={"help": "Multiplier of fastai's classifier dropouts."})
-    lr: float = field(default=1e-2, metadata={"help": "Learning rate of the head (top layer group)."})
+    lr: str = field(
+        default="1e-2",
+        metadata={"help": "Learning rate of the head (top layer group), or 'auto': the LR finder's valley suggestion."},
+    )
+    lr_find: bool = field(
+        default=False,
+        metadata={"help": "Run fastai's LR finder before training: lr_find.png in output_dir, suggestions printed."},
+    )
     schedule: str = field(default="one_cycle", metadata={"help": "'one_cycle' (fastai) or 'stlr' (ULMFiT paper)."})
     gradual_unfreezing: bool = field(default=True, metadata={"help": "Head first, one more layer group per epoch."})
     ar_alpha: float = field(default=2.0, metadata={"help": "Activation regularisation (0 switches it off)."})
     tar_beta: float = field(default=1.0, metadata={"help": "Temporal activation regularisation (0: off)."})
+    test_file: str | None = field(
+        default=None,
+        metadata={"help": "CSV or JSON lines file to classify with --do_predict (--text_column): predictions.csv."},
+    )
 
 
 def label_names(values: list) -> list[str]:
@@ -100,7 +126,9 @@ def train_classifier(
     text_column: str,
     tokenizer: AwdLstmTokenizer | None = None,
 ) -> tuple[Trainer, dict]:
-    """Train on `splits["train"]`, evaluate on `splits["validation"]`, save a Hub-ready folder."""
+    """Train on `splits["train"]`, evaluate on `splits["validation"]`, save a Hub-ready folder with
+    `training_curves.png`. `args.lr` is a number or 'auto' (the LR finder's valley suggestion); `args.lr_find` runs
+    the finder (`lr_find.png`) before training. Returns the trainer and the metrics."""
     tokenizer = tokenizer or AwdLstmTokenizer.from_pretrained(args.tokenizer_name or args.model_name_or_path)
     labels = label_names(splits["train"][args.label_column])
     label_ids = {label: i for i, label in enumerate(labels)}
@@ -116,20 +144,27 @@ def train_classifier(
     eval_data = splits["validation"].map(encode, batched=True, remove_columns=splits["validation"].column_names)
     if training_args.train_sampling_strategy == "random":
         training_args.train_sampling_strategy = "group_by_length"  # fastai's SortedDL: similar lengths per batch
+    log_for_curves(training_args, steps_per_epoch(len(train_data), training_args), len(eval_data) > 0)
     steps = num_training_steps(len(train_data), training_args)
-    callbacks = [ActivationRegularizationCallback(args.ar_alpha, args.tar_beta)]
-    if args.gradual_unfreezing:
-        callbacks.append(GradualUnfreezingCallback())
-    trainer = Trainer(
-        model=model,
-        args=training_args,
-        train_dataset=train_data,
-        eval_dataset=eval_data,
-        processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer),
-        compute_metrics=accuracy_and_f1(),
-        optimizers=ulmfit_optimizers(model, args.lr, steps, schedule=args.schedule),
-        callbacks=callbacks,
+
+    def make_trainer(lr: float) -> Trainer:
+        callbacks = [ActivationRegularizationCallback(args.ar_alpha, args.tar_beta), EvaluationRandomStateCallback()]
+        if args.gradual_unfreezing:
+            callbacks.append(GradualUnfreezingCallback())
+        return Trainer(
+            model=model,
+            args=training_args,
+            train_dataset=train_data,
+            eval_dataset=eval_data,
+            processing_class=tokenizer,
+            data_collator=DataCollatorWithPadding(tokenizer),
+            compute_metrics=accuracy_and_f1(),
+            optimizers=ulmfit_optimizers(model, lr, steps, schedule=args.schedule),
+            callbacks=callbacks,
+        )
+
+    lr, trainer, finder_notes = resolve_lr(
+        parse_lr(args.lr), args.lr_find, make_trainer, False, "classifier", placeholder=1e-2
     )
     metrics = dict(trainer.train().metrics)
     metrics.update(trainer.evaluate())
@@ -143,7 +178,8 @@ def train_classifier(
         "training": {
             "stage": "classifier (BPT3C)",
             "epochs": training_args.num_train_epochs,
-            "learning rate (head)": args.lr,
+            "learning rate (head)": lr,
+            **finder_notes,
             "discriminative lr factor": 2.6,
             "schedule": args.schedule,
             "gradual unfreezing": args.gradual_unfreezing,
@@ -155,10 +191,33 @@ def train_classifier(
     }
     trainer.save_model(training_args.output_dir)
     tokenizer.save_pretrained(training_args.output_dir)
+    save_training_curves(trainer, "classifier")
     if trainer.is_world_process_zero():
         with open(os.path.join(training_args.output_dir, "eval_results.json"), "w") as f:
             json.dump({k: v for k, v in metrics.items() if k.startswith("eval_")}, f, indent=2)
     return trainer, metrics
+
+
+def write_predictions(model, tokenizer, test_file: str, text_column: str, path: str, batch_size: int = 32):
+    """Classify the texts of `test_file` (CSV or JSON lines) and write `path` (CSV): the file's columns, then the
+    predicted `label` (`predicted_label` if the file has a `label` column) and `prob_<class>` for each class, one
+    row per input row in the input's order. A row whose text is missing or blank raises `ValueError` naming it.
+    Returns the `(rows, num_labels)` probabilities."""
+    rows = datasets.load_dataset(file_builder(test_file), data_files=test_file, split="train")
+    if text_column not in rows.column_names:
+        raise ValueError(f"--test_file {test_file} has no column {text_column!r} (--text_column): {rows.column_names}")
+    texts = rows[text_column]
+    for index, text in enumerate(texts):
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"--test_file {test_file}: row {index} has no text in column {text_column!r}")
+    result = ensemble_predict([model], tokenizer, texts, batch_size=batch_size)
+    table = rows.to_pandas()
+    label_column = "predicted_label" if "label" in table.columns else "label"
+    table[label_column] = result.labels
+    for i in range(model.config.num_labels):
+        table[f"prob_{model.config.id2label[i]}"] = result.probabilities[:, i]
+    table.to_csv(path, index=False)
+    return result.probabilities
 
 
 def main() -> None:
@@ -166,9 +225,18 @@ def main() -> None:
     args, data_args, training_args = parser.parse_args_into_dataclasses()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     transformers.utils.logging.set_verbosity_warning()
+    if training_args.do_predict and not args.test_file:
+        raise ValueError("--do_predict needs --test_file (the texts to classify)")
     set_seed(training_args.seed)
-    _, metrics = train_classifier(args, training_args, load_splits(data_args), data_args.text_column)
+    trainer, metrics = train_classifier(args, training_args, load_splits(data_args), data_args.text_column)
     print(f"validation accuracy: {metrics['eval_accuracy']:.4f}")
+    if training_args.do_predict and trainer.is_world_process_zero():
+        path = os.path.join(training_args.output_dir, "predictions.csv")
+        batch_size = training_args.per_device_eval_batch_size
+        probs = write_predictions(
+            trainer.model, trainer.processing_class, args.test_file, data_args.text_column, path, batch_size
+        )
+        print(f"predictions for {len(probs)} texts of {args.test_file} written to {path}")
 
 
 if __name__ == "__main__":

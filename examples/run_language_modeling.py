@@ -4,7 +4,9 @@
 Documents are concatenated into `per_device_train_batch_size` contiguous streams read in `bptt`-token windows,
 with the LSTM state carried from batch to batch (fastai's `LMDataLoader`). The recipe is fastai's: AdamW with
 betas (0.8, 0.99), discriminative learning rates (/2.6 per layer group), one-cycle or slanted triangular
-schedule, AR/TAR regularisation, and optionally training only the embedding/decoder group first.
+schedule, AR/TAR regularisation, and optionally training only the embedding/decoder group first. `--lr_find` runs
+fastai's learning-rate finder first (`lr_find.png`, suggestions printed; `--lr auto` trains with its `valley`
+suggestion). Writes `training_curves.png` (training and validation loss, validation perplexity) next to the model.
 
 Examples:
     python examples/run_language_modeling.py --train_file texts.csv --text_column text --output_dir lm \\
@@ -34,15 +36,18 @@ import datasets
 import transformers
 from huggingface_hub.utils import tqdm
 from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArguments, set_seed
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer_utils import IntervalStrategy, get_last_checkpoint
 
 from hf_bpt3c import AwdLstmConfig, AwdLstmForCausalLM, AwdLstmTokenizer
 from hf_bpt3c.data import LMStreamDataset, StreamStateCallback
 from hf_bpt3c.training import (
     ActivationRegularizationCallback,
+    EvaluationRandomStateCallback,
     freeze_to,
     layer_groups,
+    lr_find,
     num_training_steps,
+    plot_training_curves,
     ulmfit_optimizers,
 )
 from hf_bpt3c.transfer import adapt_vocabulary
@@ -99,8 +104,16 @@ class LanguageModelArguments:
         default=None, metadata={"help": "Backward LM, text read right to left (default: the checkpoint's, False)."}
     )
     drop_mult: float = field(default=1.0, metadata={"help": "Multiplier of fastai's LM dropouts."})
-    lr: float = field(
-        default=2e-3, metadata={"help": "Learning rate of the top layer group (after the frozen epochs)."}
+    lr: str = field(
+        default="2e-3",
+        metadata={
+            "help": "Learning rate of the top layer group (after the frozen epochs), or 'auto': the LR finder's "
+            "valley suggestion."
+        },
+    )
+    lr_find: bool = field(
+        default=False,
+        metadata={"help": "Run fastai's LR finder before training: lr_find.png in output_dir, suggestions printed."},
     )
     frozen_lr: float = field(default=2e-2, metadata={"help": "Learning rate of the frozen epochs (fastai: 2e-2)."})
     freeze_epochs: int | None = field(
@@ -114,6 +127,95 @@ class LanguageModelArguments:
 
 
 NEW_MODEL_SIZES = {"embedding_size": 400, "hidden_size": 1152, "num_hidden_layers": 3}  # ULMFiT's
+TRAINER_LOGGING_STEPS = 500  # TrainingArguments' default logging_steps
+LOGS_PER_EPOCH = 5  # training-loss points per epoch in training_curves.png (unless --logging_steps is given)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Shared by the example scripts: learning rates, the LR finder, the training curves
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def parse_lr(value: str | float, name: str = "--lr") -> float | None:
+    """A learning rate given on the command line: a positive number, or None for 'auto' (the LR finder's valley
+    suggestion)."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return None
+    try:
+        lr = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a positive number or 'auto', got {value!r}") from None
+    if not (lr > 0 and math.isfinite(lr)):
+        raise ValueError(f"{name} must be a positive number or 'auto', got {value!r}")
+    return lr
+
+
+def steps_per_epoch(num_examples: int, training_args: TrainingArguments) -> int:
+    """Optimizer steps in one epoch of `num_examples` items."""
+    one_epoch = dataclasses.replace(training_args, num_train_epochs=1, max_steps=-1)
+    return num_training_steps(num_examples, one_epoch)
+
+
+def log_for_curves(training_args: TrainingArguments, epoch_steps: int, has_eval: bool) -> None:
+    """Log enough for `training_curves.png` when the command line left Trainer's defaults (logging every 500 steps,
+    no evaluation during training): the training loss about 5 times per epoch, and an evaluation after every epoch
+    when there is validation data. The scripts' `EvaluationRandomStateCallback` keeps these evaluations from
+    changing the trained weights."""
+    if (
+        training_args.logging_strategy == IntervalStrategy.STEPS
+        and training_args.logging_steps == TRAINER_LOGGING_STEPS
+    ):
+        training_args.logging_steps = max(1, epoch_steps // LOGS_PER_EPOCH)
+    if has_eval and training_args.eval_strategy == IntervalStrategy.NO:
+        training_args.eval_strategy = IntervalStrategy.EPOCH
+
+
+def find_learning_rate(trainer: Trainer, what: str):
+    """fastai's LR finder on `trainer` (its model and optimizer are left as they were): `lr_find.png` in the
+    trainer's `output_dir`, the suggestions printed. Returns the `LRFinderResult`."""
+    result = lr_find(trainer)
+    path = os.path.join(trainer.args.output_dir, "lr_find.png")
+    if trainer.is_world_process_zero():
+        os.makedirs(trainer.args.output_dir, exist_ok=True)
+        try:
+            result.plot(path, title=f"LR finder: {what}")
+        except ImportError as err:
+            logger.warning("lr_find.png not written: %s", err)
+    shown = ", ".join(f"{method} {lr:.2e}" for method, lr in result.suggestions.items()) or "nothing"
+    print(f"{what}: the LR finder suggests {shown} ({len(result.lrs)} steps; plot {path})")
+    return result
+
+
+def resolve_lr(lr: float | None, want_finder: bool, make_trainer, resuming: bool, what: str, placeholder: float):
+    """The learning rate and the trainer to train with: `lr`, or (`lr` None: 'auto') the LR finder's valley
+    suggestion. The finder runs when asked for or needed, but not when resuming (the checkpoint holds the learning
+    rates; `placeholder` builds the optimizer whose state the checkpoint's then replaces). `make_trainer(lr)` builds
+    the trainer. Returns (lr, trainer, notes for the model card)."""
+    trainer = make_trainer(lr if lr is not None else placeholder)
+    if not (want_finder or lr is None):
+        return lr, trainer, {}
+    if resuming:
+        logger.warning("%s: resuming from a checkpoint, whose learning rates hold; the LR finder is skipped", what)
+        return (lr if lr is not None else placeholder), trainer, {}
+    result = find_learning_rate(trainer, what)
+    notes = {"LR finder suggestions": ", ".join(f"{k} {v:.2e}" for k, v in result.suggestions.items())}
+    if lr is not None:
+        return lr, trainer, notes
+    lr = result.valley
+    print(f"{what}: training at the valley suggestion, learning rate {lr:.2e}")
+    return lr, make_trainer(lr), notes
+
+
+def save_training_curves(trainer: Trainer, title: str) -> None:
+    """`training_curves.png` in the trainer's `output_dir`: training and validation loss and the validation metric
+    against the step (needs matplotlib; skipped with a warning without it)."""
+    if not trainer.is_world_process_zero():
+        return
+    path = os.path.join(trainer.args.output_dir, "training_curves.png")
+    try:
+        plot_training_curves(trainer.state.log_history, path, title=title)
+    except ImportError as err:
+        logger.warning("training_curves.png not written: %s", err)
 
 
 def load_splits(data_args: DataArguments) -> datasets.DatasetDict:
@@ -321,7 +423,9 @@ def train_language_model(
     """Train (or fine-tune) the LM on the training texts, evaluate perplexity on the others, save model and tokenizer
     into `output_dir`. Texts are lists or `datasets.Dataset`s with a `text_column`; `tokenizer` is the target
     vocabulary (built from the training texts when None). Training resumes from the last checkpoint in
-    `output_dir` when there is one (`--save_steps N` writes them; `--resume_from_checkpoint PATH` picks one)."""
+    `output_dir` when there is one (`--save_steps N` writes them; `--resume_from_checkpoint PATH` picks one).
+    `--lr_find` (or `--lr auto`) runs the LR finder before the main phase; `training_curves.png` is written with
+    the model."""
     train_texts, eval_texts = (
         datasets.Dataset.from_dict({text_column: list(texts)}) if isinstance(texts, list) else texts
         for texts in (train_texts, eval_texts)
@@ -334,6 +438,8 @@ def train_language_model(
     if eval_texts is not None and len(eval_texts):
         eval_data = tokenize_streams(eval_texts, text_column, tokenizer, eval_batch, config, training_args, num_proc)
     training_args.train_sampling_strategy = "sequential"  # windows must follow each other in every stream
+    log_for_curves(training_args, steps_per_epoch(len(train_data), training_args), eval_data is not None)
+    lr = parse_lr(model_args.lr)
     checkpoint = training_args.resume_from_checkpoint or last_checkpoint(training_args.output_dir)
     freeze_epochs = model_args.freeze_epochs
     if freeze_epochs is None:
@@ -342,12 +448,16 @@ def train_language_model(
     if freeze_epochs > 0 and checkpoint is None:
         metrics.update(train_frozen_epochs(model, model_args, training_args, train_data, tokenizer, freeze_epochs))
     steps = num_training_steps(len(train_data), training_args)
-    optimizers = ulmfit_optimizers(
-        model, model_args.lr, steps, schedule=model_args.schedule, factor=model_args.lr_factor
+
+    def make_trainer(lr: float) -> Trainer:
+        optimizers = ulmfit_optimizers(model, lr, steps, schedule=model_args.schedule, factor=model_args.lr_factor)
+        callbacks = [StreamStateCallback(), ActivationRegularizationCallback(model_args.ar_alpha, model_args.tar_beta)]
+        callbacks += [PerplexityCallback(), EvaluationRandomStateCallback()]
+        return _trainer(model, training_args, train_data, eval_data, tokenizer, optimizers, callbacks)
+
+    lr, trainer, finder_notes = resolve_lr(
+        lr, model_args.lr_find, make_trainer, checkpoint is not None, "language model", placeholder=2e-3
     )
-    callbacks = [StreamStateCallback(), ActivationRegularizationCallback(model_args.ar_alpha, model_args.tar_beta)]
-    callbacks.append(PerplexityCallback())
-    trainer = _trainer(model, training_args, train_data, eval_data, tokenizer, optimizers, callbacks)
     if checkpoint is not None:
         logger.info("resuming from %s", checkpoint)
     metrics.update(trainer.train(resume_from_checkpoint=checkpoint).metrics)
@@ -365,7 +475,8 @@ def train_language_model(
                 else {}
             ),
             "epochs": training_args.num_train_epochs,
-            "learning rate (top group)": model_args.lr,
+            "learning rate (top group)": lr,
+            **finder_notes,
             "discriminative lr factor": model_args.lr_factor,
             "schedule": model_args.schedule,
             "bptt": config.bptt,
@@ -376,6 +487,7 @@ def train_language_model(
     }
     trainer.save_model(training_args.output_dir)
     tokenizer.save_pretrained(training_args.output_dir)
+    save_training_curves(trainer, "language model")
     if trainer.is_world_process_zero():
         with open(os.path.join(training_args.output_dir, "lm_results.json"), "w") as f:
             json.dump(metrics, f, indent=2)

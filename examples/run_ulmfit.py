@@ -4,7 +4,9 @@ model on all texts (training and validation texts; no labels are used), train th
 evaluate, and save a folder that `pipeline("text-classification")` loads.
 
 Writes into `--output_dir`: the classifier with its tokenizer and model card, `eval_results.json`
-(`eval_accuracy`, `eval_f1`, ...), and the language model in `language_model/`.
+(`eval_accuracy`, `eval_f1`, ...), `training_curves.png`, and the language model in `language_model/` (with its
+own `training_curves.png`). `--lr_find` runs fastai's learning-rate finder before each stage (`lr_find.png` in
+each folder, suggestions printed); `--lm_lr auto` / `--classifier_lr auto` train at its `valley` suggestion.
 
 The main job (IMDb sample: 800 training and 200 validation reviews, from scratch, 2 CPU cores):
     python examples/run_ulmfit.py --train_file ../shared/data/imdb_sample/texts.csv --split_column is_valid \\
@@ -68,9 +70,12 @@ class UlmfitArguments:
     lm_epochs: float | None = field(
         default=None, metadata={"help": "Language-model epochs (12 from scratch, 8 fine-tuning after the frozen one)."}
     )
-    lm_lr: float | None = field(
+    lm_lr: str | None = field(
         default=None,
-        metadata={"help": "Language-model learning rate, top group (1e-2 from scratch, 5e-3 fine-tuning)."},
+        metadata={
+            "help": "Language-model learning rate, top group (1e-2 from scratch, 5e-3 fine-tuning), or 'auto': the "
+            "LR finder's valley suggestion."
+        },
     )
     lm_frozen_lr: float = field(default=2e-2, metadata={"help": "LM fine-tuning: lr of the frozen epochs."})
     lm_freeze_epochs: int = field(
@@ -86,7 +91,13 @@ class UlmfitArguments:
     )
     lm_extra_max_texts: int | None = field(default=None, metadata={"help": "Use the first N texts of it."})
     classifier_epochs: float = field(default=12, metadata={"help": "Classifier epochs."})
-    classifier_lr: float = field(default=1e-2, metadata={"help": "Classifier learning rate (head)."})
+    classifier_lr: str = field(
+        default="1e-2", metadata={"help": "Classifier learning rate (head), or 'auto': the LR finder's valley."}
+    )
+    lr_find: bool = field(
+        default=False,
+        metadata={"help": "Run fastai's LR finder before each stage: lr_find.png in its folder, suggestions printed."},
+    )
     classifier_batch_size: int = field(default=32, metadata={"help": "Documents per classifier batch."})
 
 
@@ -108,14 +119,15 @@ QUICK_RECIPE = ("lm_epochs", "classifier_epochs", "lm_batch_size", "classifier_b
 
 def with_defaults(args: UlmfitArguments) -> UlmfitArguments:
     """Fill what the user left unset: the main job's sizes and LM recipe from scratch, the fine-tuning recipe from a
-    pretrained LM (whose sizes and bptt are its own), the tiny sizes of `--quick`."""
+    pretrained LM (whose sizes and bptt are its own); `--quick` imposes its tiny sizes and epochs."""
     if args.model_name_or_path is None:
         defaults = {**FROM_SCRATCH, **(QUICK if args.quick else {})}
     else:
         if args.keep_vocab and args.quick:
             raise ValueError("--quick builds a small vocabulary; it cannot be combined with --keep_vocab")
         defaults = {**FINE_TUNING, **({k: QUICK[k] for k in QUICK_RECIPE} if args.quick else {})}
-    unset = {name: value for name, value in defaults.items() if getattr(args, name) is None or args.quick}
+    quick = QUICK if args.quick else {}
+    unset = {name: value for name, value in defaults.items() if getattr(args, name) is None or name in quick}
     return dataclasses.replace(args, **unset)
 
 
@@ -175,6 +187,7 @@ def main() -> None:
         num_hidden_layers=args.num_hidden_layers,
         bptt=args.bptt,
         lr=args.lm_lr,
+        lr_find=args.lr_find,
         frozen_lr=args.lm_frozen_lr,
         freeze_epochs=args.lm_freeze_epochs if args.model_name_or_path else 0,
     )
@@ -189,6 +202,7 @@ def main() -> None:
         bptt=lm.config.bptt,
         max_len=args.max_len,
         lr=args.classifier_lr,
+        lr_find=args.lr_find,
     )
     classifier_training = stage_args(
         training_args, training_args.output_dir, args.classifier_epochs, args.classifier_batch_size

@@ -417,3 +417,59 @@ def test_save_encoder_parity(fastai_text, imdb, tmp_path, source):
                 diff = max(diff, (lm(doc[None]).logits - logits).abs().max().item())
         print(f"encoder from {source} ({folder.name}): max abs diff {diff:.2e}")
         assert diff <= TOL
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Class names of a converted classifier
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.fastai
+def test_classifier_keeps_its_class_names(fastai_text, imdb, tmp_path, capsys):
+    """`labels=` / `--labels neg,mixed,pos` / `--labels @FILE` / `--labels FILE` become id2label and label2id, and
+    the pipeline returns them; a count other than the head's is refused before anything is written."""
+    from transformers import pipeline
+
+    itos, texts, _ = imdb
+    text_learner(fastai_text, fastai_classifier(fastai_text, len(itos)), tmp_path).save("clas")
+    weights, itos_path = tmp_path / "models" / "clas.pth", write_pickle(tmp_path / "itos.pkl", itos)
+    names = ["neg", "mixed", "pos"]
+    (tmp_path / "labels.txt").write_text("neg\nmixed\n\npos\n")
+    convert_fastai(weights, itos_path, tmp_path / "py", labels=names, bptt=BPTT, max_len=MAX_LEN)
+    folders = [tmp_path / "py"]
+    for i, value in enumerate(["neg, mixed,pos", f"@{tmp_path / 'labels.txt'}", str(tmp_path / "labels.txt")]):
+        out = tmp_path / f"cli{i}"
+        args = ["convert-fastai", str(weights), "--vocab", str(itos_path), "--out", str(out), "--labels", value]
+        assert main([*args, "--bptt", str(BPTT), "--max-len", str(MAX_LEN)]) == 0
+        assert "classes: neg, mixed, pos" in capsys.readouterr().out
+        folders.append(out)
+    for folder in folders:
+        config = AwdLstmConfig.from_pretrained(folder)
+        assert config.id2label == dict(enumerate(names)) and config.label2id == {n: i for i, n in enumerate(names)}
+        classify = pipeline("text-classification", model=str(folder), top_k=None)
+        scores = classify([texts[0]])[0]  # every class, best first
+        assert sorted(score["label"] for score in scores) == sorted(names)
+        model = AutoModelForSequenceClassification.from_pretrained(folder)
+        with torch.no_grad():
+            logits = model(**AwdLstmTokenizer.from_pretrained(folder)(texts[0], return_tensors="pt")).logits[0]
+        assert scores[0]["label"] == names[int(logits.argmax())]
+
+    with pytest.raises(ValueError, match=r"labels has 2 names \(neg, pos\) but the checkpoint's head has 3"):
+        convert_fastai(weights, itos_path, tmp_path / "two", labels=["neg", "pos"])
+    assert not (tmp_path / "two").exists()
+    with pytest.raises(ValueError, match="labels must be distinct"):
+        convert_fastai(weights, itos_path, tmp_path / "dup", labels=["neg", "neg", "pos"])
+    with pytest.raises(TypeError, match="labels must be a list"):
+        convert_fastai(weights, itos_path, tmp_path / "str", labels="neg,mixed,pos")
+    args = ["convert-fastai", str(weights), "--vocab", str(itos_path), "--out", str(tmp_path / "cli_bad")]
+    assert main([*args, "--labels", "neg,pos"]) == 2
+    assert "labels has 2 names" in capsys.readouterr().err
+    assert main([*args, "--labels", f"@{tmp_path / 'missing.txt'}"]) == 2
+    assert "--labels file" in capsys.readouterr().err
+
+
+def test_labels_are_refused_for_a_language_model(tmp_path):
+    itos = toy_itos()
+    torch.save(toy_lm_state_dict(len(itos)), tmp_path / "lm.pth")
+    with pytest.raises(ValueError, match="labels name a classifier's classes, but the checkpoint is a language model"):
+        convert_fastai(tmp_path / "lm.pth", itos, tmp_path / "out", labels=["neg", "pos"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -15,13 +16,15 @@ from conftest import REPO_ROOT
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 from test_convert import toy_lm_state_dict
-from transformers import pipeline
+from transformers import AutoModelForSequenceClassification, pipeline
 
 from hf_bpt3c import AwdLstmTokenizer
 from hf_bpt3c.convert import convert_fastai
 from hf_bpt3c.transfer import vocabulary_of
 
 EXAMPLES = REPO_ROOT / "examples"
+PNG = b"\x89PNG\r\n\x1a\n"
+HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None  # the scripts' figures need it
 
 
 def run_script(name: str, *args: str) -> str:
@@ -52,6 +55,8 @@ def test_run_ulmfit_quick_on_the_imdb_sample(data_dir, tmp_path):
     card = ModelCard.load(out / "README.md")
     assert card.data.pipeline_tag == "text-classification" and "bpt3c" in card.data.tags
     assert (out / "language_model" / "model.safetensors").is_file()
+    for folder in (out, out / "language_model") if HAS_MATPLOTLIB else ():
+        assert (folder / "training_curves.png").read_bytes()[:8] == PNG, folder
 
 
 def test_run_language_modeling_on_text_lines(data_dir, tmp_path):
@@ -71,6 +76,7 @@ def test_run_language_modeling_on_text_lines(data_dir, tmp_path):
     assert perplexity == pytest.approx(results["perplexity"], rel=1e-2)
     vocab_size = json.loads((tmp_path / "lm" / "config.json").read_text())["vocab_size"]
     assert 1 < perplexity < vocab_size  # better than a uniform guess over the vocabulary
+    assert not HAS_MATPLOTLIB or (tmp_path / "lm" / "training_curves.png").read_bytes()[:8] == PNG
 
 
 def small_converted_lm(data_dir, folder):
@@ -143,3 +149,116 @@ def test_run_language_modeling_resumes_and_logs_perplexity(data_dir, tmp_path):
     assert resumed.keys() == uninterrupted.keys()
     for name, tensor in uninterrupted.items():
         assert torch.equal(resumed[name], tensor), name
+
+
+def tiny_classification_task(folder) -> tuple[str, str]:
+    """A tiny labelled CSV (48 training and 16 validation texts) and a tiny random LM with a tokenizer built from
+    the texts (emb 8, hidden 16, 2 layers): a classification run in seconds."""
+    import csv
+    import random
+
+    from hf_bpt3c import AwdLstmConfig, AwdLstmForCausalLM
+
+    gen = random.Random(0)
+    words = {"pos": "good great fine nice".split(), "neg": "bad awful poor dull".split()}
+    rows = []
+    for i in range(64):
+        label = "pos" if i % 2 else "neg"
+        text = " ".join(gen.choice(words[label] + ["film", "the", "a", "plot"]) for _ in range(gen.randint(3, 30)))
+        rows.append({"text": text, "label": label, "is_valid": i >= 48})
+    data = folder / "texts.csv"
+    with open(data, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["text", "label", "is_valid"])
+        writer.writeheader()
+        writer.writerows(rows)
+    tokenizer = AwdLstmTokenizer.from_texts([row["text"] for row in rows], min_freq=1)
+    config = AwdLstmConfig(vocab_size=len(tokenizer), embedding_size=8, hidden_size=16, num_hidden_layers=2)
+    AwdLstmForCausalLM(config).save_pretrained(folder / "lm")
+    tokenizer.save_pretrained(folder / "lm")
+    return str(data), str(folder / "lm")
+
+
+def test_run_classification_lr_find_auto(tmp_path):
+    """`--lr_find --lr auto`: the finder's plot and suggestions, training at the valley suggestion, the training
+    curves next to the model."""
+    pytest.importorskip("matplotlib")
+    data, lm = tiny_classification_task(tmp_path)
+    out = tmp_path / "clf"
+    stdout = run_script(
+        "run_classification.py",
+        "--model_name_or_path", lm, "--train_file", data, "--split_column", "is_valid",
+        "--bptt", "8", "--max_len", "16", "--per_device_train_batch_size", "8", "--num_train_epochs", "2",
+        "--lr_find", "--lr", "auto", "--output_dir", str(out), "--save_strategy", "no",
+    )  # fmt: skip
+    valley = float(stdout.split("training at the valley suggestion, learning rate")[1].split()[0])
+    assert f"valley {valley:.2e}" in stdout and "validation accuracy:" in stdout
+    for name in ("lr_find.png", "training_curves.png"):
+        assert (out / name).read_bytes()[:8] == PNG, name
+    card = (out / "README.md").read_text()
+    assert f"{valley}" in card or f"{valley:.2e}" in card
+
+
+def write_test_file(path, texts: list[str]) -> None:
+    import csv
+
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "text"])
+        writer.writerows([[f"doc{i}", text] for i, text in enumerate(texts)])
+
+
+def test_run_classification_predicts_in_input_order(tmp_path):
+    """`--do_predict --test_file`: predictions.csv has the test rows in their order (not the length order the
+    batches use), the predicted label and each class's probability, equal to the saved model's on each text."""
+    import csv
+    import random
+
+    data, lm = tiny_classification_task(tmp_path)
+    gen = random.Random(1)
+    texts = [" ".join(gen.choice(["good", "bad", "film", "plot", "dull"]) for _ in range(n)) for n in range(1, 40, 3)]
+    gen.shuffle(texts)
+    write_test_file(tmp_path / "test.csv", texts)
+    out = tmp_path / "clf"
+    stdout = run_script(
+        "run_classification.py",
+        "--model_name_or_path", lm, "--train_file", data, "--split_column", "is_valid",
+        "--bptt", "8", "--max_len", "16", "--per_device_train_batch_size", "8", "--num_train_epochs", "1",
+        "--train_sampling_strategy", "group_by_length", "--per_device_eval_batch_size", "4",
+        "--do_predict", "--test_file", str(tmp_path / "test.csv"), "--output_dir", str(out), "--save_strategy", "no",
+    )  # fmt: skip
+    assert f"predictions for {len(texts)} texts" in stdout
+    with open(out / "predictions.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["id", "text", "label", "prob_neg", "prob_pos"]
+    assert [row["id"] for row in rows] == [f"doc{i}" for i in range(len(texts))]
+    assert [row["text"] for row in rows] == texts
+    tokenizer = AwdLstmTokenizer.from_pretrained(out)
+    model = AutoModelForSequenceClassification.from_pretrained(out).eval()
+    for row in rows:
+        with torch.no_grad():
+            probs = model(**tokenizer(row["text"], return_tensors="pt")).logits.softmax(-1)[0]
+        assert [float(row["prob_neg"]), float(row["prob_pos"])] == pytest.approx(probs.tolist(), abs=1e-6)
+        assert row["label"] == model.config.id2label[int(probs.argmax())]
+
+
+def test_predictions_refuse_a_row_without_text(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    from run_classification import write_predictions
+
+    from hf_bpt3c import AwdLstmConfig, AwdLstmForSequenceClassification
+
+    tokenizer = AwdLstmTokenizer.from_texts(["good bad film"], min_freq=1)
+    config = AwdLstmConfig(vocab_size=len(tokenizer), embedding_size=8, hidden_size=16, num_hidden_layers=2)
+    model = AwdLstmForSequenceClassification(config)
+    write_test_file(tmp_path / "test.csv", ["good film", "bad", "", "film"])
+    with pytest.raises(ValueError, match=r"row 2 has no text in column 'text'"):
+        write_predictions(model, tokenizer, str(tmp_path / "test.csv"), "text", str(tmp_path / "p.csv"))
+    with pytest.raises(ValueError, match=r"no column 'review'"):
+        write_predictions(model, tokenizer, str(tmp_path / "test.csv"), "review", str(tmp_path / "p.csv"))
+    (tmp_path / "test.jsonl").write_text('{"text": "good", "label": "x"}\n{"text": "   ", "label": "y"}\n')
+    with pytest.raises(ValueError, match=r"row 1 has no text"):
+        write_predictions(model, tokenizer, str(tmp_path / "test.jsonl"), "text", str(tmp_path / "p.csv"))
+    (tmp_path / "test.jsonl").write_text('{"text": "good film", "label": "x"}\n{"text": "bad", "label": "y"}\n')
+    write_predictions(model, tokenizer, str(tmp_path / "test.jsonl"), "text", str(tmp_path / "p.csv"))
+    header = (tmp_path / "p.csv").read_text().splitlines()[0]
+    assert header == "text,label,predicted_label,prob_LABEL_0,prob_LABEL_1"  # the file's own label column is kept

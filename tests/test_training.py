@@ -262,3 +262,41 @@ def test_a_non_finite_stream_state_is_not_carried():
             model(ids)
         assert callback.states[False] is None  # the next batch starts from zeros, not from NaN
     callback.remove()
+
+
+def evaluated_run(tmp_path, kind: str, strategy: str) -> dict:
+    """Final weights of a seeded 3-epoch run (dropout on) evaluating with `strategy`, with
+    `EvaluationRandomStateCallback`: a classifier on shuffled batches, or an LM with its carried state."""
+    from hf_bpt3c.training import EvaluationRandomStateCallback
+
+    torch.manual_seed(0)
+    callbacks = [EvaluationRandomStateCallback()]
+    if kind == "classifier":
+        model = AwdLstmForSequenceClassification(small_config())
+        train_data, eval_data, extra = classification_data(32), classification_data(8), {}
+    else:
+        model = AwdLstmForCausalLM(small_config())
+        ids = torch.randint(9, 60, (600,), generator=torch.Generator().manual_seed(1)).tolist()
+        train_data = LMStreamDataset([ids[:400]], batch_size=4, bptt=5)
+        eval_data = LMStreamDataset([ids[400:]], batch_size=4, bptt=5)
+        extra = {"train_sampling_strategy": "sequential", "per_device_eval_batch_size": 4}
+        callbacks += [StreamStateCallback(), ActivationRegularizationCallback(2.0, 1.0)]
+    trainer = Trainer(
+        model=model,
+        args=args(tmp_path / strategy, num_train_epochs=3, eval_strategy=strategy, eval_steps=3, **extra),
+        train_dataset=train_data,
+        eval_dataset=eval_data,
+        optimizers=ulmfit_optimizers(model, 1e-2, 3 * num_training_steps(len(train_data), args(tmp_path))),
+        callbacks=callbacks,
+    )
+    trainer.train()
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("kind", ["classifier", "language_model"])
+def test_evaluations_during_training_leave_the_weights_unchanged(tmp_path, kind):
+    """Evaluating every epoch or every 3 steps trains the same weights, bit for bit, as not evaluating."""
+    without = evaluated_run(tmp_path, kind, "no")
+    for strategy in ("epoch", "steps"):
+        weights = evaluated_run(tmp_path, kind, strategy)
+        assert all(torch.equal(without[k], weights[k]) for k in without), strategy

@@ -13,6 +13,7 @@ from transformers import (
 
 from . import interpret  # noqa: F401  (hf_bpt3c.interpret after `import hf_bpt3c`)
 from .configuration_awd_lstm import AwdLstmConfig
+from .ensemble import EnsemblePrediction, ensemble_predict
 from .modeling_awd_lstm import (
     AwdLstmCausalLMOutput,
     AwdLstmForCausalLM,
@@ -45,4 +46,6 @@ __all__ = [
     "AwdLstmPreTrainedModel",
     "AwdLstmOutput",
     "AwdLstmCausalLMOutput",
+    "EnsemblePrediction",
+    "ensemble_predict",
 ]

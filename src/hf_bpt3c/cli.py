@@ -1,7 +1,7 @@
 """The `hf-bpt3c` command line (one subcommand per task).
 
 hf-bpt3c convert-fastai WEIGHTS --vocab ITOS --out DIR [--target-vocab ITOS2] [--backwards]
-                        [--bptt 72] [--max-len 1440] [--overwrite]
+                        [--bptt 72] [--max-len 1440] [--labels neg,pos | --labels @FILE] [--overwrite]
 hf-bpt3c fetch-fastai   {wt103-fwd,wt103-bwd} --out DIR [--base-url URL] [--archive PATH] [--cache-dir DIR]
                         [--overwrite] [--bptt 72] [--max-len 1440]
 hf-bpt3c env            versions, CPU capability, whether bfloat16 is native here
@@ -10,6 +10,7 @@ hf-bpt3c env            versions, CPU capability, whether bfloat16 is native her
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 from collections.abc import Sequence
@@ -22,6 +23,19 @@ from .convert import FASTAI_BASE_URL_ENV, FASTAI_PRETRAINED, FastaiConversion, c
 from .hardware import bf16_is_native, cpu_summary
 
 
+def read_labels(value: str) -> list[str]:
+    """`--labels`: comma-separated class names (`neg,pos`), or `@FILE` / the path of an existing file with one
+    name per line (blank lines skipped)."""
+    path = value[1:] if value.startswith("@") else value if os.path.isfile(value) else None
+    if path is None:
+        return [name.strip() for name in value.split(",")]
+    try:
+        with open(path, encoding="utf-8") as f:
+            return [line.strip() for line in f if line.strip()]
+    except OSError as err:
+        raise ValueError(f"--labels file {path}: {err.strerror}") from None
+
+
 def _convert_fastai(args: argparse.Namespace) -> int:
     result = convert_fastai(
         args.weights,
@@ -32,6 +46,7 @@ def _convert_fastai(args: argparse.Namespace) -> int:
         bptt=args.bptt,
         max_len=args.max_len,
         overwrite=args.overwrite,
+        labels=None if args.labels is None else read_labels(args.labels),
     )
     _print_conversion(result)
     return 0
@@ -61,6 +76,8 @@ def _print_conversion(result: FastaiConversion) -> None:
         f"embedding {config.embedding_size}, hidden {config.hidden_size}, {config.num_hidden_layers} layers"
         f"{', backwards' if config.backwards else ''}) into {result.out_dir}"
     )
+    if result.kind == "classifier":
+        print(f"classes: {', '.join(config.id2label[i] for i in range(config.num_labels))}")
     for note in result.notes:
         print(f"note: {note}")
 
@@ -94,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--backwards", action="store_true", help="the checkpoint is a backward model")
     convert.add_argument("--bptt", type=int, default=72, help="BPT3C chunk length (default: 72)")
     convert.add_argument("--max-len", type=int, default=1440, help="BPT3C kept window (default: 1440)")
+    convert.add_argument(
+        "--labels",
+        metavar="NAMES",
+        help="a classifier's class names in its head's order: 'neg,pos', or @FILE (or a file path) with one name per "
+        "line; pipeline('text-classification') then returns them",
+    )
     convert.add_argument(
         "--overwrite",
         action="store_true",

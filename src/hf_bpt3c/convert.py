@@ -371,6 +371,24 @@ def _build_config(hf: dict[str, torch.Tensor], kind: str, tokenizer: AwdLstmToke
     return preset(**kwargs)
 
 
+def _check_labels(labels, kind: str, num_labels: int | None) -> list[str]:
+    """The class names of a classifier checkpoint: distinct non-empty strings, one per output of its head."""
+    if isinstance(labels, str) or not isinstance(labels, Sequence):
+        raise TypeError(f"labels must be a list of class names, got {type(labels).__name__}")
+    if kind != "classifier":
+        raise ValueError(f"labels name a classifier's classes, but the checkpoint is a {kind.replace('_', ' ')}")
+    for index, label in enumerate(labels):
+        if not isinstance(label, str) or not label.strip():
+            raise ValueError(f"labels[{index}] must be a non-empty string, got {label!r}")
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"labels must be distinct, got {list(labels)}")
+    if len(labels) != num_labels:
+        raise ValueError(
+            f"labels has {len(labels)} names ({', '.join(labels)}) but the checkpoint's head has {num_labels} classes"
+        )
+    return list(labels)
+
+
 def _build_model(config: AwdLstmConfig, hf: dict[str, torch.Tensor], kind: str):
     """The hf model of `kind` holding exactly the converted weights (the LM decoder tied to the embedding)."""
     model = _MODEL_CLASSES[kind](config)
@@ -412,6 +430,7 @@ def convert_fastai(
     max_len: int = 1440,
     overwrite: bool = False,
     card_info: Mapping[str, Any] | Callable[[FastaiConversion], Mapping[str, Any]] | None = None,
+    labels: Sequence[str] | None = None,
 ) -> FastaiConversion:
     """Convert a fastai AWD-LSTM checkpoint into a `save_pretrained` folder (config, safetensors, tokenizer).
 
@@ -429,6 +448,10 @@ def convert_fastai(
         card_info: model card information for the README.md written with the model (keys of
             `hf_bpt3c.model_card.INFO_KEYS`), or a function of the `FastaiConversion` (kind, layout, config, notes)
             that returns it. Unknown keys raise `ValueError` before anything is written.
+        labels: a classifier's class names in the order of its head's outputs (fastai's `dls.vocab[1]`), written
+            as `config.id2label`/`label2id` so that `pipeline("text-classification")` returns them (default:
+            `LABEL_0`, `LABEL_1`, ...). `ValueError` when the count is not the head's, for another kind of
+            checkpoint, or for repeated or empty names.
 
     Sizes (vocabulary, embedding, hidden size, layers, head) come from the checkpoint. The result loads with
     `AutoModelForCausalLM` (LM, encoder), `AutoModelForSequenceClassification` (classifier, encoder) or
@@ -463,6 +486,10 @@ def convert_fastai(
         itos = new_itos
     tokenizer = AwdLstmTokenizer.from_fastai_vocab(itos)
     config = _build_config(hf, kind, tokenizer, backwards=backwards, bptt=bptt, max_len=max_len)
+    if labels is not None:
+        names = _check_labels(labels, kind, config.num_labels if kind == "classifier" else None)
+        config.id2label = dict(enumerate(names))
+        config.label2id = {name: i for i, name in enumerate(names)}
     result = FastaiConversion(kind=kind, layout=layout, out_dir=out_dir, config=config, notes=notes)
     model = _build_model(config, hf, kind)
     if card_info is not None:

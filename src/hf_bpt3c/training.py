@@ -9,18 +9,26 @@
   `Trainer(optimizers=...)`.
 - `GradualUnfreezingCallback`: the last layer group first, one more each epoch.
 - `ActivationRegularizationCallback`: fastai's AR (alpha 2) and TAR (beta 1) added to the training loss.
+- `EvaluationRandomStateCallback`: evaluations during training leave the random state as it was, so evaluating
+  every epoch does not change the trained weights.
+- `lr_find(trainer)`: fastai's learning-rate finder (exponential sweep, smoothed loss, suggestions, plot), the
+  model and the trainer's optimizer left exactly as they were (`hf_bpt3c.lr_finder`).
+- `plot_training_curves(trainer.state.log_history, path)`: training/validation loss and a metric (`hf_bpt3c.plots`).
 """
 
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 from transformers import TrainerCallback
 
 from .modeling_awd_lstm import AwdLstmForCausalLM, AwdLstmForSequenceClassification, AwdLstmModel
+from .plots import plot_training_curves
 
 # fastai's Adam (`TextLearner` moms (0.8, 0.7, 0.8) start at 0.8; eps 1e-5; decoupled weight decay 0.01)
 FASTAI_ADAM = {"betas": (0.8, 0.99), "eps": 1e-5, "weight_decay": 0.01}
@@ -191,10 +199,14 @@ class ActivationRegularizationCallback(TrainerCallback):
     - language model: AR on the output after output dropout, TAR on the raw last-layer output (as fastai);
     - classifier: both on the raw last-layer output of every kept chunk (fastai: on the concatenated kept
       outputs); TAR is taken within chunks, not across chunk boundaries.
+
+    `task_loss` is the last training forward's loss before the penalty (detached; None when no penalty was added):
+    the loss fastai's recorder reports, as its `RNNRegularizer` adds AR/TAR to the gradient's loss only.
     """
 
     def __init__(self, alpha: float = 2.0, beta: float = 1.0):
         self.alpha, self.beta = alpha, beta
+        self.task_loss: torch.Tensor | None = None
         self._handles: list = []
         self._chunk_outputs: list[torch.Tensor] = []
 
@@ -214,6 +226,7 @@ class ActivationRegularizationCallback(TrainerCallback):
 
     def _add_penalty(self, module, args, output):
         chunk_outputs, self._chunk_outputs = self._chunk_outputs, []
+        self.task_loss = None
         loss = getattr(output, "loss", None)
         if not module.training or loss is None or (self.alpha == 0 and self.beta == 0):
             return output
@@ -221,6 +234,7 @@ class ActivationRegularizationCallback(TrainerCallback):
             penalty = self._classifier_penalty(chunk_outputs)
         else:
             penalty = activation_penalty(output.last_hidden_state, output.dropped_hidden_state, self.alpha, self.beta)
+        self.task_loss = loss.detach()
         output.loss = loss + penalty.to(loss.dtype)
         return output
 
@@ -248,6 +262,62 @@ class ActivationRegularizationCallback(TrainerCallback):
         self._handles = []
 
 
+def rng_state() -> dict:
+    """The torch (and CUDA), numpy and python random states."""
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Put back random states taken by `rng_state`."""
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state:
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class EvaluationRandomStateCallback(TrainerCallback):
+    """Evaluations during training (`eval_strategy` "epoch" or "steps") leave the random state as it was.
+
+    Creating the evaluation dataloader draws from torch's global generator, which the next training steps' dropout
+    masks and shuffling would otherwise see: with this callback, training with evaluations gives the same weights,
+    bit for bit, as training without them. The state is taken at the end of every step and epoch (just before
+    Trainer evaluates) and put back when an evaluation ends.
+    """
+
+    def __init__(self):
+        self._state: dict | None = None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self._state = rng_state()
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        self._state = rng_state()
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        if self._state is not None:
+            set_rng_state(self._state)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self._state = None
+
+
+_FROM_LR_FINDER = ("SUGGESTION_METHODS", "LRFinderResult", "lr_find")
+
+
+def __getattr__(name: str):
+    """`lr_find` and its result live in `hf_bpt3c.lr_finder`, which builds on this module: imported on first use,
+    so that either module can be imported first."""
+    if name in _FROM_LR_FINDER:
+        from . import lr_finder
+
+        return getattr(lr_finder, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "FASTAI_ADAM",
     "layer_groups",
@@ -260,4 +330,9 @@ __all__ = [
     "GradualUnfreezingCallback",
     "activation_penalty",
     "ActivationRegularizationCallback",
+    "EvaluationRandomStateCallback",
+    "rng_state",
+    "set_rng_state",
+    "plot_training_curves",
+    *_FROM_LR_FINDER,
 ]
