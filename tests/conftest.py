@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -57,3 +59,26 @@ def data_dir() -> Path:
     if not DATA_DIR.is_dir():
         pytest.skip(f"shared data folder {DATA_DIR} not present")
     return DATA_DIR
+
+
+# A process that cannot import hf_bpt3c: an import hook refuses the package and `src/` is off the path.
+REFUSE_HF_BPT3C = """
+import importlib.abc, sys
+
+class _RefuseHfBpt3c(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "hf_bpt3c":
+            raise ImportError("hf_bpt3c must not be needed to load a saved folder")
+        return None
+
+sys.meta_path.insert(0, _RefuseHfBpt3c())
+sys.path = [p for p in sys.path if not p.rstrip("/").endswith("src")]
+"""
+
+
+def run_without_hf_bpt3c(code: str, *args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run `code` (after `REFUSE_HF_BPT3C`) in a fresh interpreter, offline, with an HF_HOME of its own under `cwd`."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HOME=str(cwd / "hf_home"), HF_HUB_OFFLINE="1")
+    command = [sys.executable, "-c", REFUSE_HF_BPT3C + code, *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout)

@@ -12,6 +12,8 @@ import torch
 from conftest import REPO_ROOT
 from test_examples import small_converted_lm
 
+pytestmark = pytest.mark.slow  # subprocesses
+
 
 def test_speed_benchmark_smoke(data_dir):
     """Every code path, bf16 included (emulated where the CPU lacks it); the first line names the CPU."""

@@ -19,6 +19,8 @@ LAUNCHERS = {
     "accelerate": [os.path.join(BIN, "accelerate"), "launch", "--multi_gpu", "--num_processes", "2"],
 }
 
+pytestmark = pytest.mark.slow  # subprocesses
+
 
 def run(command: list[str], out) -> None:
     out.mkdir()

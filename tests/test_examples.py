@@ -23,6 +23,9 @@ from hf_bpt3c.convert import convert_fastai
 from hf_bpt3c.transfer import vocabulary_of
 
 EXAMPLES = REPO_ROOT / "examples"
+
+pytestmark = pytest.mark.slow  # runs the example scripts
+
 PNG = b"\x89PNG\r\n\x1a\n"
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None  # the scripts' figures need it
 

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 import torch
 from conftest import REPO_ROOT, no_dropout
 
@@ -22,12 +23,14 @@ def inference_memory(length: int) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_million_token_inference_memory_is_bounded():
     short, long = inference_memory(10_000), inference_memory(1_000_000)
     print(f"peak RSS: {short['peak_mb']} MB at 10k tokens, {long['peak_mb']} MB at 1M tokens")
     assert long["peak_mb"] <= 1.5 * short["peak_mb"]
 
 
+@pytest.mark.slow
 def test_million_token_logits_equal_the_training_path():
     model = AwdLstmForSequenceClassification(
         no_dropout(bptt=72, max_len=1440, embedding_size=16, hidden_size=32, num_hidden_layers=2)

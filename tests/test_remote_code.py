@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import textwrap
 
+import pytest
 import torch
-from conftest import small_config
+from conftest import run_without_hf_bpt3c, small_config
 
 from hf_bpt3c import AwdLstmForCausalLM, AwdLstmForSequenceClassification, AwdLstmTokenizer
 
@@ -18,16 +17,8 @@ TEXT = "The film was GREAT, really great!!! I'd watch it again... <br /><br />Do
 
 LOADER = textwrap.dedent(
     """
-    import importlib.abc, json, sys
+    import json, sys
 
-    class RefuseHfBpt3c(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name == "hf_bpt3c" or name.startswith("hf_bpt3c."):
-                raise ImportError("hf_bpt3c must not be needed to load a saved folder")
-            return None
-
-    sys.meta_path.insert(0, RefuseHfBpt3c())
-    sys.path = [p for p in sys.path if not p.rstrip("/").endswith("src")]
     import torch
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
     from transformers import AutoTokenizer
@@ -49,6 +40,7 @@ LOADER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_folders_load_with_remote_code_only(tmp_path):
     tokenizer = AwdLstmTokenizer.from_texts([TEXT, "A dull film, sadly."] * 2, min_freq=1)
     config = small_config(vocab_size=len(tokenizer), id2label={0: "a", 1: "b", 2: "c"})
@@ -66,16 +58,7 @@ def test_folders_load_with_remote_code_only(tmp_path):
 
     ids = torch.randint(2, config.vocab_size, (2, 40))
     args = [str(tmp_path / "lm"), str(tmp_path / "clf"), json.dumps(ids.tolist()), TEXT]
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="1")
-    result = subprocess.run(
-        [sys.executable, "-c", LOADER, *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=300,
-    )
+    result = run_without_hf_bpt3c(LOADER, *args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     loaded = json.loads(result.stdout.strip().splitlines()[-1])
     assert loaded["config"] == "AwdLstmConfig"

@@ -13,6 +13,8 @@ from conftest import REPO_ROOT
 
 WORKER = REPO_ROOT / "tests" / "resume_worker.py"
 
+pytestmark = pytest.mark.slow  # subprocesses
+
 
 def run(task: str, mode: str, out) -> subprocess.CompletedProcess:
     return subprocess.run(

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import run_without_hf_bpt3c
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from transformers import AutoTokenizer
@@ -157,14 +155,8 @@ def test_save_and_auto_reload(tok, reloaded):
 
 LOADER = textwrap.dedent(
     """
-    import importlib.abc, json, sys
+    import json, sys
 
-    class Refuse(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] == "hf_bpt3c":
-                raise ImportError("hf_bpt3c must not be needed")
-
-    sys.meta_path.insert(0, Refuse())
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(sys.argv[1], trust_remote_code=True)
@@ -176,16 +168,7 @@ LOADER = textwrap.dedent(
 def test_remote_code_reload_without_package(tok, tmp_path):
     tok.save_pretrained(tmp_path / "tok")
     assert (tmp_path / "tok" / "tokenization_awd_lstm.py").exists()
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="1")
-    result = subprocess.run(
-        [sys.executable, "-c", LOADER, str(tmp_path / "tok"), json.dumps(CORPUS)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=120,
-    )
+    result = run_without_hf_bpt3c(LOADER, str(tmp_path / "tok"), json.dumps(CORPUS), cwd=tmp_path, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["cls"] == "AwdLstmTokenizer" and out["ids"] == tok(CORPUS)["input_ids"]

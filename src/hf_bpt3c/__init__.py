@@ -1,7 +1,11 @@
 """hf_bpt3c: ULMFiT's AWD-LSTM and its BPT3C long-document classifier as Hugging Face Transformers models.
 
-Importing the package registers every class with the transformers Auto classes.
+Importing the package registers every class with the transformers Auto classes. The modules of each concern load
+on first use: `hf_bpt3c.training`, `hf_bpt3c.data`, `hf_bpt3c.convert`, `hf_bpt3c.interpret`, ...
 """
+
+import importlib
+from importlib.metadata import PackageNotFoundError, version
 
 from transformers import (
     AutoConfig,
@@ -11,7 +15,6 @@ from transformers import (
     AutoTokenizer,
 )
 
-from . import interpret  # noqa: F401  (hf_bpt3c.interpret after `import hf_bpt3c`)
 from .configuration_awd_lstm import AwdLstmConfig
 from .ensemble import EnsemblePrediction, ensemble_predict
 from .modeling_awd_lstm import (
@@ -36,7 +39,24 @@ AwdLstmModel.register_for_auto_class("AutoModel")
 AwdLstmForCausalLM.register_for_auto_class("AutoModelForCausalLM")
 AwdLstmForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
 
-__version__ = "0.1.0"
+try:
+    __version__ = version("hf_bpt3c")  # pyproject.toml's, as installed
+except PackageNotFoundError:  # a source tree on sys.path without installing it
+    __version__ = "0+unknown"
+
+_SUBMODULES = (
+    "bpt3c_plan", "cli", "convert", "data", "download", "ensemble", "hardware", "interpret", "lr_finder",
+    "lstm_kernels", "model_card", "plots", "saving", "training", "transfer", "validation",
+)  # fmt: skip
+
+
+def __getattr__(name: str):
+    """`hf_bpt3c.training` etc. after `import hf_bpt3c`, imported when first used."""
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "AwdLstmConfig",
     "AwdLstmModel",
