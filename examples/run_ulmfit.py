@@ -16,12 +16,16 @@ run_language_modeling.py), the three ULMFiT stages: the target vocabulary built 
 pretrained rows mapped onto it, the LM fine-tuned on all texts (one frozen epoch at --lm_frozen_lr, then --lm_epochs
 at --lm_lr), the classifier:
     python examples/run_ulmfit.py --model_name_or_path wt103-fwd --train_file ... (as above)
-Add `--quick` for a small smoke-size run (CI).
+ULMFiT's forward + backward ensemble: `--bidirectional` trains both directions (into `forward/` and `backward/`,
+sharing one tokenizer), evaluates each and the mean of their probabilities, and writes the three to
+`eval_results.json` (`forward_accuracy`, `backward_accuracy`, `ensemble_accuracy`, ...); `--backwards` trains only
+the backward one. Add `--quick` for a small smoke-size run (CI).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import sys
@@ -29,8 +33,9 @@ import time
 from dataclasses import dataclass, field
 
 import datasets
+import numpy as np
 import transformers
-from run_classification import ClassifierArguments, train_classifier
+from run_classification import ClassifierArguments, accuracy_and_f1, train_classifier
 from run_language_modeling import (
     DataArguments,
     LanguageModelArguments,
@@ -38,11 +43,12 @@ from run_language_modeling import (
     load_splits,
     train_language_model,
 )
-from transformers import HfArgumentParser, TrainingArguments, set_seed
+from transformers import EvalPrediction, HfArgumentParser, TrainingArguments, set_seed
 
-from hf_bpt3c import AwdLstmTokenizer
+from hf_bpt3c import AwdLstmForSequenceClassification, AwdLstmTokenizer, ensemble_predict
 
 logger = logging.getLogger(__name__)
+DIRECTIONS = ("forward", "backward")
 
 
 @dataclass
@@ -99,6 +105,16 @@ class UlmfitArguments:
         metadata={"help": "Run fastai's LR finder before each stage: lr_find.png in its folder, suggestions printed."},
     )
     classifier_batch_size: int = field(default=32, metadata={"help": "Documents per classifier batch."})
+    backwards: bool = field(
+        default=False, metadata={"help": "Train a backward model (reads each text right to left); from scratch."}
+    )
+    bidirectional: bool = field(
+        default=False,
+        metadata={
+            "help": "Train a forward and a backward model (into forward/ and backward/, one tokenizer) and evaluate "
+            "each and the average of their probabilities (ULMFiT's best numbers); all three in eval_results.json."
+        },
+    )
 
 
 FROM_SCRATCH = dict(embedding_size=128, hidden_size=384, num_hidden_layers=2, bptt=72, lm_epochs=12, lm_lr=1e-2)
@@ -158,6 +174,11 @@ def main() -> None:
     parser = HfArgumentParser((UlmfitArguments, DataArguments, TrainingArguments))
     args, data_args, training_args = parser.parse_args_into_dataclasses()
     args = with_defaults(args)
+    if (args.backwards or args.bidirectional) and args.model_name_or_path is not None:
+        raise ValueError(
+            "--backwards/--bidirectional train from scratch: a pretrained LM reads in its own direction "
+            "(fine-tune a backward one, e.g. wt103-bwd, with --model_name_or_path alone)"
+        )
     if args.quick:
         data_args.max_train_samples = data_args.max_train_samples or 160
         data_args.max_eval_samples = data_args.max_eval_samples or 80
@@ -175,10 +196,42 @@ def main() -> None:
     else:
         tokenizer = AwdLstmTokenizer.from_texts(train_texts, max_vocab=args.max_vocab, min_freq=args.min_freq)
         print(f"vocabulary: {len(tokenizer)} tokens")
-    start_from = args.model_name_or_path or "scratch"
-    print(f"language model: from {start_from}")
+    if not args.bidirectional:
+        metrics = train_direction(args, data_args, training_args, splits, tokenizer, training_args.output_dir)
+        print(
+            f"validation accuracy: {metrics['eval_accuracy']:.4f} (macro F1 {metrics['eval_f1']:.4f}) in "
+            f"{(time.time() - start) / 60:.1f} min"
+        )
+        print(f"classifier saved in {training_args.output_dir}: pipeline('text-classification', model=...) loads it")
+        return
+    results = {}
+    for direction in DIRECTIONS:
+        set_seed(training_args.seed)  # each direction as a run of its own with this seed
+        began = time.time()
+        out = os.path.join(training_args.output_dir, direction)
+        direction_args = dataclasses.replace(args, backwards=direction == "backward")
+        metrics = train_direction(direction_args, data_args, training_args, splits, tokenizer, out)
+        results.update({f"{direction}_{k.removeprefix('eval_')}": v for k, v in metrics.items()})
+        results[f"{direction}_minutes"] = round((time.time() - began) / 60, 2)
+    results.update(evaluate_ensemble(training_args.output_dir, splits, data_args.text_column, args.label_column))
+    if training_args.should_save:
+        with open(os.path.join(training_args.output_dir, "eval_results.json"), "w") as f:
+            json.dump(results, f, indent=2)
+    print(
+        "validation accuracy: forward {forward_accuracy:.4f}, backward {backward_accuracy:.4f}, ensemble "
+        "{ensemble_accuracy:.4f}".format(**results)
+        + f" in {(time.time() - start) / 60:.1f} min"
+    )
 
-    lm_dir = os.path.join(training_args.output_dir, "language_model")
+
+def train_direction(args, data_args, training_args, splits, tokenizer, output_dir: str) -> dict:
+    """The language model (in `output_dir/language_model`) then the classifier (in `output_dir`), reading
+    forwards or, with `args.backwards`, backwards. Returns the classifier's validation metrics."""
+    train_texts = list(splits["train"][data_args.text_column])
+    eval_texts = list(splits["validation"][data_args.text_column])
+    direction = "backward " if args.backwards else ""
+    print(f"{direction}language model: from {args.model_name_or_path or 'scratch'}")
+    lm_dir = os.path.join(output_dir, "language_model")
     lm_args = LanguageModelArguments(
         model_name_or_path=args.model_name_or_path,
         keep_vocab=args.keep_vocab,
@@ -186,6 +239,7 @@ def main() -> None:
         hidden_size=args.hidden_size,
         num_hidden_layers=args.num_hidden_layers,
         bptt=args.bptt,
+        backwards=True if args.backwards else None,
         lr=args.lm_lr,
         lr_find=args.lr_find,
         frozen_lr=args.lm_frozen_lr,
@@ -194,7 +248,7 @@ def main() -> None:
     lm_training = stage_args(training_args, lm_dir, args.lm_epochs, args.lm_batch_size)
     lm_texts = train_texts + eval_texts + extra_texts(args, data_args.text_column)
     lm, tokenizer, lm_metrics = train_language_model(lm_args, lm_training, lm_texts, eval_texts, tokenizer)
-    print(f"language model: perplexity {lm_metrics['perplexity']:.1f} on the validation texts")
+    print(f"{direction}language model: perplexity {lm_metrics['perplexity']:.1f} on the validation texts")
 
     classifier_args = ClassifierArguments(
         model_name_or_path=lm_dir,
@@ -204,14 +258,22 @@ def main() -> None:
         lr=args.classifier_lr,
         lr_find=args.lr_find,
     )
-    classifier_training = stage_args(
-        training_args, training_args.output_dir, args.classifier_epochs, args.classifier_batch_size
-    )
+    classifier_training = stage_args(training_args, output_dir, args.classifier_epochs, args.classifier_batch_size)
     _, metrics = train_classifier(classifier_args, classifier_training, splits, data_args.text_column, tokenizer)
-    minutes = (time.time() - start) / 60
-    accuracy, f1 = metrics["eval_accuracy"], metrics["eval_f1"]
-    print(f"validation accuracy: {accuracy:.4f} (macro F1 {f1:.4f}) in {minutes:.1f} min")
-    print(f"classifier saved in {training_args.output_dir}: pipeline('text-classification', model=...) loads it")
+    return metrics
+
+
+def evaluate_ensemble(output_dir: str, splits, text_column: str, label_column: str) -> dict:
+    """Accuracy and macro F1 of the mean of the forward and backward classifiers' probabilities."""
+    models = [AwdLstmForSequenceClassification.from_pretrained(os.path.join(output_dir, d)) for d in DIRECTIONS]
+    tokenizer = AwdLstmTokenizer.from_pretrained(os.path.join(output_dir, "forward"))
+    texts = list(splits["validation"][text_column])
+    started = time.time()
+    prediction = ensemble_predict(models, tokenizer, texts)
+    label2id = models[0].config.label2id
+    references = np.asarray([label2id[str(label)] for label in splits["validation"][label_column]])
+    metrics = accuracy_and_f1()(EvalPrediction(predictions=prediction.probabilities, label_ids=references))
+    return {**{f"ensemble_{k}": v for k, v in metrics.items()}, "ensemble_seconds": round(time.time() - started, 2)}
 
 
 if __name__ == "__main__":

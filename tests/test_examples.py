@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import json
 import math
@@ -18,7 +19,7 @@ from safetensors.torch import load_file
 from test_convert import toy_lm_state_dict
 from transformers import AutoModelForSequenceClassification, pipeline
 
-from hf_bpt3c import AwdLstmTokenizer
+from hf_bpt3c import AwdLstmForSequenceClassification, AwdLstmTokenizer
 from hf_bpt3c.convert import convert_fastai
 from hf_bpt3c.transfer import vocabulary_of
 
@@ -60,6 +61,40 @@ def test_run_ulmfit_quick_on_the_imdb_sample(data_dir, tmp_path):
     assert (out / "language_model" / "model.safetensors").is_file()
     for folder in (out, out / "language_model") if HAS_MATPLOTLIB else ():
         assert (folder / "training_curves.png").read_bytes()[:8] == PNG, folder
+
+
+def test_run_ulmfit_bidirectional_quick_writes_the_three_accuracies(data_dir, tmp_path):
+    out = tmp_path / "bidi"
+    stdout = run_script(
+        "run_ulmfit.py",
+        "--train_file", str(data_dir / "imdb_sample" / "texts.csv"),
+        "--split_column", "is_valid",
+        "--text_column", "text",
+        "--label_column", "label",
+        "--output_dir", str(out),
+        "--quick", "--bidirectional", "--save_strategy", "no",
+    )  # fmt: skip
+    assert "ensemble" in stdout
+    results = json.loads((out / "eval_results.json").read_text())
+    assert {"forward_accuracy", "backward_accuracy", "ensemble_accuracy"} <= set(results)
+    models = {d: AwdLstmForSequenceClassification.from_pretrained(out / d).eval() for d in ("forward", "backward")}
+    assert not models["forward"].config.backwards and models["backward"].config.backwards
+    tokenizer = AwdLstmTokenizer.from_pretrained(out / "forward")
+    assert vocabulary_of(tokenizer) == vocabulary_of(AwdLstmTokenizer.from_pretrained(out / "backward"))
+    # the ensemble's accuracy, recomputed one document at a time: the mean of the two softmaxes
+    with open(data_dir / "imdb_sample" / "texts.csv", newline="", encoding="utf-8") as f:
+        rows = [row for row in csv.DictReader(f) if row["is_valid"] == "True"][:80]  # --quick's validation rows
+    correct = {"forward": 0, "backward": 0, "ensemble": 0}
+    with torch.no_grad():
+        for row in rows:
+            ids = torch.tensor([tokenizer(row["text"])["input_ids"]])
+            probs = {d: m(ids).logits.softmax(-1)[0] for d, m in models.items()}
+            probs["ensemble"] = (probs["forward"] + probs["backward"]) / 2
+            truth = models["forward"].config.label2id[row["label"]]
+            for name, p in probs.items():
+                correct[name] += int(p.argmax()) == truth
+    for name, count in correct.items():
+        assert results[f"{name}_accuracy"] == pytest.approx(count / len(rows)), name
 
 
 def test_run_language_modeling_on_text_lines(data_dir, tmp_path):
