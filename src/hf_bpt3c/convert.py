@@ -21,7 +21,6 @@ import logging
 import os
 import pickle
 import re
-import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from .configuration_awd_lstm import AwdLstmConfig
 from .download import cache_root, cached_download, check_url, extract_files
 from .model_card import INFO_KEYS
 from .modeling_awd_lstm import AwdLstmForCausalLM, AwdLstmForSequenceClassification, AwdLstmModel
+from .saving import save_atomically
 from .tokenization_awd_lstm import SPECIAL_TOKENS, AwdLstmTokenizer
 
 logger = logging.getLogger(__name__)
@@ -403,20 +403,14 @@ def _build_model(config: AwdLstmConfig, hf: dict[str, torch.Tensor], kind: str):
 
 
 def _save_into(out_dir: Path, model, tokenizer: AwdLstmTokenizer) -> None:
-    """Write model and tokenizer into a fresh folder next to `out_dir`, then move the files in: a failure leaves
-    `out_dir` as it was, and files of `out_dir` that the conversion does not produce are kept."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".convert-", dir=out_dir.parent))
-    try:
+    """Model and tokenizer moved into `out_dir` together (`saving.save_atomically`): a failure leaves `out_dir` as
+    it was, and files of `out_dir` that the conversion does not produce are kept."""
+
+    def save(staging: Path) -> None:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        for item in staging.iterdir():
-            target = out_dir / item.name
-            if target.is_dir():
-                shutil.rmtree(target)
-            os.replace(item, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+
+    save_atomically(out_dir, save)
 
 
 def convert_fastai(
