@@ -20,6 +20,10 @@ ULMFiT's forward + backward ensemble: `--bidirectional` trains both directions (
 sharing one tokenizer), evaluates each and the mean of their probabilities, and writes the three to
 `eval_results.json` (`forward_accuracy`, `backward_accuracy`, `ensemble_accuracy`, ...); `--backwards` trains only
 the backward one. Add `--quick` for a small smoke-size run (CI).
+`--do_predict --test_file FILE` writes `predictions.csv` into `--output_dir` as run_classification.py does (with
+`--bidirectional`: the mean of the two classifiers' probabilities). `--problem_type multi_label_classification`
+(`--label_delimiter ';'` or several 0/1 `--label_column a,b,c`) and `--problem_type regression` as in
+run_classification.py; with `--bidirectional` the ensemble averages the sigmoid probabilities, or the values.
 """
 
 from __future__ import annotations
@@ -35,7 +39,18 @@ from dataclasses import dataclass, field
 import datasets
 import numpy as np
 import transformers
-from run_classification import ClassifierArguments, accuracy_and_f1, train_classifier
+from run_classification import (
+    CARD_METRICS,
+    ClassifierArguments,
+    label_columns,
+    mean_outputs,
+    metrics_for,
+    model_targets,
+    predicted_delimiter,
+    report,
+    train_classifier,
+    write_predictions,
+)
 from run_language_modeling import (
     DataArguments,
     LanguageModelArguments,
@@ -45,7 +60,7 @@ from run_language_modeling import (
 )
 from transformers import EvalPrediction, HfArgumentParser, TrainingArguments, set_seed
 
-from hf_bpt3c import AwdLstmForSequenceClassification, AwdLstmTokenizer, ensemble_predict
+from hf_bpt3c import AwdLstmForSequenceClassification, AwdLstmTokenizer
 
 logger = logging.getLogger(__name__)
 DIRECTIONS = ("forward", "backward")
@@ -62,7 +77,27 @@ class UlmfitArguments:
         },
     )
     keep_vocab: bool = field(default=False, metadata={"help": "Keep the pretrained vocabulary (no adaptation)."})
-    label_column: str = field(default="label", metadata={"help": "Column holding the class."})
+    label_column: str = field(
+        default="label",
+        metadata={
+            "help": "Column holding the class (the value, for regression); for multi-label, a column of names joined "
+            "by --label_delimiter or several 0/1 columns, comma-separated (a,b,c)."
+        },
+    )
+    problem_type: str = field(
+        default="single_label_classification",
+        metadata={"help": "single_label_classification, multi_label_classification or regression."},
+    )
+    label_delimiter: str | None = field(
+        default=None, metadata={"help": "Multi-label: the separator of the names in one label cell (e.g. ';')."}
+    )
+    test_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "CSV or JSON lines file to predict with --do_predict (--text_column): predictions.csv in "
+            "output_dir (with --bidirectional: the ensemble's)."
+        },
+    )
     quick: bool = field(default=False, metadata={"help": "Tiny sizes and data for a smoke run (about a minute)."})
     max_vocab: int = field(default=60000, metadata={"help": "Vocabulary size."})
     min_freq: int = field(default=3, metadata={"help": "Minimum count of a word kept in the vocabulary."})
@@ -179,6 +214,9 @@ def main() -> None:
             "--backwards/--bidirectional train from scratch: a pretrained LM reads in its own direction "
             "(fine-tune a backward one, e.g. wt103-bwd, with --model_name_or_path alone)"
         )
+    if training_args.do_predict and not args.test_file:
+        raise ValueError("--do_predict needs --test_file (the texts to predict)")
+    label_columns(args)  # argument errors before any work
     if args.quick:
         data_args.max_train_samples = data_args.max_train_samples or 160
         data_args.max_eval_samples = data_args.max_eval_samples or 80
@@ -198,11 +236,9 @@ def main() -> None:
         print(f"vocabulary: {len(tokenizer)} tokens")
     if not args.bidirectional:
         metrics = train_direction(args, data_args, training_args, splits, tokenizer, training_args.output_dir)
-        print(
-            f"validation accuracy: {metrics['eval_accuracy']:.4f} (macro F1 {metrics['eval_f1']:.4f}) in "
-            f"{(time.time() - start) / 60:.1f} min"
-        )
+        print(f"{report(metrics, args.problem_type)} in {(time.time() - start) / 60:.1f} min")
         print(f"classifier saved in {training_args.output_dir}: pipeline('text-classification', model=...) loads it")
+        write_test_predictions(args, data_args, training_args)
         return
     results = {}
     for direction in DIRECTIONS:
@@ -213,15 +249,14 @@ def main() -> None:
         metrics = train_direction(direction_args, data_args, training_args, splits, tokenizer, out)
         results.update({f"{direction}_{k.removeprefix('eval_')}": v for k, v in metrics.items()})
         results[f"{direction}_minutes"] = round((time.time() - began) / 60, 2)
-    results.update(evaluate_ensemble(training_args.output_dir, splits, data_args.text_column, args.label_column))
+    results.update(evaluate_ensemble(training_args.output_dir, splits, data_args.text_column, args))
     if training_args.should_save:
         with open(os.path.join(training_args.output_dir, "eval_results.json"), "w") as f:
             json.dump(results, f, indent=2)
-    print(
-        "validation accuracy: forward {forward_accuracy:.4f}, backward {backward_accuracy:.4f}, ensemble "
-        "{ensemble_accuracy:.4f}".format(**results)
-        + f" in {(time.time() - start) / 60:.1f} min"
-    )
+    name = CARD_METRICS[args.problem_type][0]
+    shown = ", ".join(f"{d} {results[f'{d}_{name}']:.4f}" for d in (*DIRECTIONS, "ensemble"))
+    print(f"validation {name}: {shown} in {(time.time() - start) / 60:.1f} min")
+    write_test_predictions(args, data_args, training_args)
 
 
 def train_direction(args, data_args, training_args, splits, tokenizer, output_dir: str) -> dict:
@@ -253,6 +288,8 @@ def train_direction(args, data_args, training_args, splits, tokenizer, output_di
     classifier_args = ClassifierArguments(
         model_name_or_path=lm_dir,
         label_column=args.label_column,
+        problem_type=args.problem_type,
+        label_delimiter=args.label_delimiter,
         bptt=lm.config.bptt,
         max_len=args.max_len,
         lr=args.classifier_lr,
@@ -263,17 +300,35 @@ def train_direction(args, data_args, training_args, splits, tokenizer, output_di
     return metrics
 
 
-def evaluate_ensemble(output_dir: str, splits, text_column: str, label_column: str) -> dict:
-    """Accuracy and macro F1 of the mean of the forward and backward classifiers' probabilities."""
+def evaluate_ensemble(output_dir: str, splits, text_column: str, args: UlmfitArguments) -> dict:
+    """The validation metrics of the mean of the forward and backward classifiers' probabilities (regression: of
+    their predicted values), e.g. `ensemble_accuracy`, `ensemble_f1`."""
     models = [AwdLstmForSequenceClassification.from_pretrained(os.path.join(output_dir, d)) for d in DIRECTIONS]
     tokenizer = AwdLstmTokenizer.from_pretrained(os.path.join(output_dir, "forward"))
     texts = list(splits["validation"][text_column])
     started = time.time()
-    prediction = ensemble_predict(models, tokenizer, texts)
-    label2id = models[0].config.label2id
-    references = np.asarray([label2id[str(label)] for label in splits["validation"][label_column]])
-    metrics = accuracy_and_f1()(EvalPrediction(predictions=prediction.probabilities, label_ids=references))
+    outputs = mean_outputs(models, tokenizer, texts)
+    targets = model_targets(models[0].config, args)
+    references = np.asarray(targets.encode(splits["validation"], "validation"))
+    compute = metrics_for(targets.problem_type, probabilities=True)
+    metrics = compute(EvalPrediction(predictions=outputs, label_ids=references))
     return {**{f"ensemble_{k}": v for k, v in metrics.items()}, "ensemble_seconds": round(time.time() - started, 2)}
+
+
+def write_test_predictions(args: UlmfitArguments, data_args, training_args: TrainingArguments) -> None:
+    """With `--do_predict`: `predictions.csv` in the output folder for `--test_file`, from the classifier, or with
+    `--bidirectional` from the mean of the forward and backward classifiers."""
+    if not (training_args.do_predict and training_args.should_save):
+        return
+    out = training_args.output_dir
+    folders = [os.path.join(out, d) for d in DIRECTIONS] if args.bidirectional else [out]
+    models = [AwdLstmForSequenceClassification.from_pretrained(folder) for folder in folders]
+    tokenizer = AwdLstmTokenizer.from_pretrained(folders[0])
+    path = os.path.join(out, "predictions.csv")
+    batch_size, delimiter = args.classifier_batch_size, predicted_delimiter(args)
+    outputs = write_predictions(models, tokenizer, args.test_file, data_args.text_column, path, batch_size, delimiter)
+    source = "the forward + backward ensemble" if args.bidirectional else "the classifier"
+    print(f"predictions of {source} for {len(outputs)} texts of {args.test_file} written to {path}")
 
 
 if __name__ == "__main__":

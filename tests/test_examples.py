@@ -41,6 +41,8 @@ def run_script(name: str, *args: str) -> str:
 
 def test_run_ulmfit_quick_on_the_imdb_sample(data_dir, tmp_path):
     out = tmp_path / "imdb"
+    texts = ["A wonderful, moving film.", "Dull and far too long.", "The plot is thin but the acting is great."]
+    write_test_file(tmp_path / "test.csv", texts)
     stdout = run_script(
         "run_ulmfit.py",
         "--train_file", str(data_dir / "imdb_sample" / "texts.csv"),
@@ -48,14 +50,19 @@ def test_run_ulmfit_quick_on_the_imdb_sample(data_dir, tmp_path):
         "--text_column", "text",
         "--label_column", "label",
         "--output_dir", str(out),
-        "--quick",
+        "--quick", "--do_predict", "--test_file", str(tmp_path / "test.csv"),
     )  # fmt: skip
-    assert "validation accuracy:" in stdout
+    assert "validation accuracy:" in stdout and "predictions of the classifier for 3 texts" in stdout
     results = json.loads((out / "eval_results.json").read_text())
     assert 0.0 <= results["eval_accuracy"] <= 1.0 and "eval_f1" in results
     classify = pipeline("text-classification", model=str(out))
     prediction = classify("A wonderful, moving film with brilliant acting.")[0]
     assert prediction["label"] in {"negative", "positive"}
+    predicted = read_csv_rows(out / "predictions.csv")  # in the test file's order, as the pipeline classifies them
+    assert [row["text"] for row in predicted] == texts
+    for row, expected in zip(predicted, classify(texts)):
+        assert row["label"] == expected["label"]
+        assert float(row[f"prob_{expected['label']}"]) == pytest.approx(expected["score"], abs=1e-5)
     card = ModelCard.load(out / "README.md")
     assert card.data.pipeline_tag == "text-classification" and "bpt3c" in card.data.tags
     assert (out / "language_model" / "model.safetensors").is_file()
@@ -195,8 +202,6 @@ def tiny_classification_task(folder) -> tuple[str, str]:
     import csv
     import random
 
-    from hf_bpt3c import AwdLstmConfig, AwdLstmForCausalLM
-
     gen = random.Random(0)
     words = {"pos": "good great fine nice".split(), "neg": "bad awful poor dull".split()}
     rows = []
@@ -209,11 +214,18 @@ def tiny_classification_task(folder) -> tuple[str, str]:
         writer = csv.DictWriter(f, fieldnames=["text", "label", "is_valid"])
         writer.writeheader()
         writer.writerows(rows)
-    tokenizer = AwdLstmTokenizer.from_texts([row["text"] for row in rows], min_freq=1)
+    return str(data), tiny_lm(folder / "lm", [row["text"] for row in rows])
+
+
+def tiny_lm(folder, texts: list[str]) -> str:
+    """A tiny random LM (emb 8, hidden 16, 2 layers) with a tokenizer built from `texts`, saved in `folder`."""
+    from hf_bpt3c import AwdLstmConfig, AwdLstmForCausalLM
+
+    tokenizer = AwdLstmTokenizer.from_texts(texts, min_freq=1)
     config = AwdLstmConfig(vocab_size=len(tokenizer), embedding_size=8, hidden_size=16, num_hidden_layers=2)
-    AwdLstmForCausalLM(config).save_pretrained(folder / "lm")
-    tokenizer.save_pretrained(folder / "lm")
-    return str(data), str(folder / "lm")
+    AwdLstmForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
 
 
 def test_run_classification_lr_find_auto(tmp_path):
@@ -300,3 +312,262 @@ def test_predictions_refuse_a_row_without_text(tmp_path, monkeypatch):
     write_predictions(model, tokenizer, str(tmp_path / "test.jsonl"), "text", str(tmp_path / "p.csv"))
     header = (tmp_path / "p.csv").read_text().splitlines()[0]
     assert header == "text,label,predicted_label,prob_LABEL_0,prob_LABEL_1"  # the file's own label column is kept
+
+
+TAGS = ("action", "comedy", "drama")
+
+
+def tiny_tagged_task(folder) -> tuple[str, str, list[dict]]:
+    """40 short texts (30 training, 10 validation) with 1-3 of three tags (`tags`, ';'-joined, and one 0/1 column
+    per tag) and a float `score` (the share of comedy words), and a tiny LM with a tokenizer from the texts."""
+    import random
+
+    gen = random.Random(0)
+    rows = []
+    for i in range(40):
+        tags = [tag for tag in TAGS if gen.random() < 0.5] or [TAGS[i % 3]]
+        words = [gen.choice([*tags, "film", "the"]) for _ in range(gen.randint(3, 12))]
+        score = round(words.count("comedy") / len(words) + gen.random() / 10, 3)
+        row = {"text": " ".join(words), "tags": ";".join(tags), "score": score, "is_valid": i >= 30}
+        rows.append(row | {tag: int(tag in tags) for tag in TAGS})
+    data = folder / "tagged.csv"
+    with open(data, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return str(data), tiny_lm(folder / "lm", [row["text"] for row in rows]), rows
+
+
+TINY_CLASSIFIER = (
+    "--split_column", "is_valid", "--bptt", "8", "--max_len", "16", "--per_device_train_batch_size", "8",
+    "--per_device_eval_batch_size", "4", "--num_train_epochs", "2", "--save_strategy", "no",
+)  # fmt: skip
+
+
+def read_csv_rows(path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("labels", ["delimited", "columns"])
+def test_run_classification_multi_label(tmp_path, labels):
+    """Multi-label from one ';'-separated column or from three 0/1 columns: finite metrics, predictions.csv with a
+    sigmoid probability per tag and the tags over 0.5, equal to the saved model's on each text, which
+    `pipeline("text-classification")` also scores with sigmoids."""
+    data, lm, rows = tiny_tagged_task(tmp_path)
+    label_args = ("--label_column", "tags", "--label_delimiter", ";")
+    if labels == "columns":
+        label_args = ("--label_column", ",".join(TAGS))
+    texts = [row["text"] for row in rows[::-3]]  # not in the file's order
+    write_test_file(tmp_path / "test.csv", texts)
+    out = tmp_path / "clf"
+    stdout = run_script(
+        "run_classification.py", "--model_name_or_path", lm, "--train_file", data, *TINY_CLASSIFIER,
+        "--problem_type", "multi_label_classification", *label_args,
+        "--do_predict", "--test_file", str(tmp_path / "test.csv"), "--output_dir", str(out),
+    )  # fmt: skip
+    assert "validation metrics: accuracy" in stdout
+    results = json.loads((out / "eval_results.json").read_text())
+    for name in ("accuracy", "exact_match", "f1_micro", "f1_macro"):
+        assert 0.0 <= results[f"eval_{name}"] <= 1.0, name
+    predicted = read_csv_rows(out / "predictions.csv")
+    assert list(predicted[0]) == ["id", "text", "labels", *[f"prob_{tag}" for tag in TAGS]]
+    assert [row["text"] for row in predicted] == texts
+    tokenizer = AwdLstmTokenizer.from_pretrained(out)
+    model = AutoModelForSequenceClassification.from_pretrained(out).eval()
+    assert model.config.problem_type == "multi_label_classification" and list(model.config.label2id) == list(TAGS)
+    classify = pipeline("text-classification", model=str(out), top_k=None)
+    for row in predicted:
+        with torch.no_grad():
+            probs = model(**tokenizer(row["text"], return_tensors="pt")).logits.sigmoid()[0].tolist()
+        assert [float(row[f"prob_{tag}"]) for tag in TAGS] == pytest.approx(probs, abs=1e-6)
+        assert row["labels"] == ";".join(tag for tag, p in zip(TAGS, probs) if p >= 0.5)
+        scores = {entry["label"]: entry["score"] for entry in classify([row["text"]])[0]}
+        assert [scores[tag] for tag in TAGS] == pytest.approx(probs, abs=1e-5)
+
+
+def test_run_classification_regression(tmp_path):
+    """Regression on a float column: finite MSE, MAE and Pearson; predictions.csv's `prediction` is the saved
+    model's output on each text, in the test file's order, which `pipeline("text-classification")` returns as it
+    is."""
+    data, lm, rows = tiny_tagged_task(tmp_path)
+    texts = [row["text"] for row in rows[::-3]]
+    write_test_file(tmp_path / "test.csv", texts)
+    out = tmp_path / "reg"
+    stdout = run_script(
+        "run_classification.py", "--model_name_or_path", lm, "--train_file", data, *TINY_CLASSIFIER,
+        "--problem_type", "regression", "--label_column", "score",
+        "--do_predict", "--test_file", str(tmp_path / "test.csv"), "--output_dir", str(out),
+    )  # fmt: skip
+    assert "validation metrics: mse" in stdout
+    results = json.loads((out / "eval_results.json").read_text())
+    assert all(math.isfinite(results[f"eval_{name}"]) for name in ("mse", "mae", "pearson"))
+    predicted = read_csv_rows(out / "predictions.csv")
+    assert list(predicted[0]) == ["id", "text", "prediction"] and [row["text"] for row in predicted] == texts
+    tokenizer = AwdLstmTokenizer.from_pretrained(out)
+    model = AutoModelForSequenceClassification.from_pretrained(out).eval()
+    assert model.config.problem_type == "regression" and model.config.num_labels == 1
+    predict = pipeline("text-classification", model=str(out))  # regression: the raw value, no sigmoid
+    for row in predicted:
+        with torch.no_grad():
+            value = model(**tokenizer(row["text"], return_tensors="pt")).logits[0, 0].item()
+        assert float(row["prediction"]) == pytest.approx(value, abs=1e-6)
+        assert predict([row["text"]])[0]["score"] == pytest.approx(value, abs=1e-5)
+    # evaluated again without --problem_type: the trained model's own problem type holds
+    stdout = run_script(
+        "run_classification.py", "--model_name_or_path", str(out), "--validation_file", data,
+        "--label_column", "score", "--do_eval", "--output_dir", str(tmp_path / "again"),
+    )  # fmt: skip
+    assert "validation metrics: mse" in stdout
+    assert math.isfinite(json.loads((tmp_path / "again" / "eval_results.json").read_text())["eval_mse"])
+
+
+def test_run_ulmfit_bidirectional_predicts_with_the_ensemble_in_input_order(data_dir, tmp_path):
+    """`--bidirectional --do_predict`: predictions.csv in the output folder, the shuffled test rows in their order,
+    each with the mean of the forward and backward classifiers' softmax computed one document at a time."""
+    import random
+
+    data = data_dir / "imdb_sample" / "texts.csv"
+    texts = [row["text"] for row in read_csv_rows(data)[-12:]]
+    random.Random(2).shuffle(texts)
+    write_test_file(tmp_path / "test.csv", texts)
+    out = tmp_path / "bidi"
+    stdout = run_script(
+        "run_ulmfit.py", "--train_file", str(data), "--split_column", "is_valid",
+        "--max_train_samples", "64", "--max_eval_samples", "32",
+        "--quick", "--bidirectional", "--save_strategy", "no", "--output_dir", str(out),
+        "--do_predict", "--test_file", str(tmp_path / "test.csv"),
+    )  # fmt: skip
+    assert f"predictions of the forward + backward ensemble for {len(texts)} texts" in stdout
+    predicted = read_csv_rows(out / "predictions.csv")
+    assert list(predicted[0]) == ["id", "text", "label", "prob_negative", "prob_positive"]
+    assert [row["id"] for row in predicted] == [f"doc{i}" for i in range(len(texts))]
+    assert [row["text"] for row in predicted] == texts
+    models = [AwdLstmForSequenceClassification.from_pretrained(out / d).eval() for d in ("forward", "backward")]
+    tokenizer = AwdLstmTokenizer.from_pretrained(out / "forward")
+    for row in predicted:
+        ids = torch.tensor([tokenizer(row["text"])["input_ids"]])
+        with torch.no_grad():
+            probs = sum(model(ids).logits.softmax(-1)[0] for model in models) / 2
+        assert [float(row["prob_negative"]), float(row["prob_positive"])] == pytest.approx(probs.tolist(), abs=1e-6)
+        assert row["label"] == models[0].config.id2label[int(probs.argmax())]
+
+
+def imdb_with_targets(data_dir, folder):
+    """The IMDb sample with a multi-label `tags` column (its label, and `long` for reviews over 200 words) and a
+    regression `score` (hundreds of words)."""
+    rows = read_csv_rows(data_dir / "imdb_sample" / "texts.csv")
+    for row in rows:
+        words = len(row["text"].split())
+        row["tags"] = row["label"] + (";long" if words > 200 else "")
+        row["score"] = words / 100
+    path = folder / "imdb_targets.csv"
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path, rows
+
+
+@pytest.mark.parametrize("problem", ["multi_label_classification", "regression"])
+def test_run_ulmfit_bidirectional_multi_label_and_regression(data_dir, tmp_path, problem):
+    """run_ulmfit with `--problem_type`: the ensemble's metrics are those of the mean of the two models'
+    probabilities (multi-label) or values (regression), and predictions.csv holds that mean for each text."""
+    data, rows = imdb_with_targets(data_dir, tmp_path)
+    texts = [row["text"] for row in rows[-8:]]
+    write_test_file(tmp_path / "test.csv", texts)
+    targets = ("--label_column", "tags", "--label_delimiter", ";")
+    if problem == "regression":
+        targets = ("--label_column", "score")
+    out = tmp_path / "run"
+    stdout = run_script(
+        "run_ulmfit.py", "--train_file", str(data), "--split_column", "is_valid", "--problem_type", problem, *targets,
+        "--max_train_samples", "64", "--max_eval_samples", "32",
+        "--quick", "--bidirectional", "--save_strategy", "no", "--output_dir", str(out),
+        "--do_predict", "--test_file", str(tmp_path / "test.csv"),
+    )  # fmt: skip
+    name = "mse" if problem == "regression" else "accuracy"
+    assert f"validation {name}: forward" in stdout
+    results = json.loads((out / "eval_results.json").read_text())
+    assert all(math.isfinite(results[f"{d}_{name}"]) for d in ("forward", "backward", "ensemble"))
+    models = [AwdLstmForSequenceClassification.from_pretrained(out / d).eval() for d in ("forward", "backward")]
+    assert all(model.config.problem_type == problem for model in models)
+    tokenizer = AwdLstmTokenizer.from_pretrained(out / "forward")
+
+    def mean_output(text: str) -> torch.Tensor:
+        ids = torch.tensor([tokenizer(text)["input_ids"]])
+        with torch.no_grad():
+            outputs = [model(ids).logits[0] for model in models]
+        return sum(outputs if problem == "regression" else [output.sigmoid() for output in outputs]) / 2
+
+    validation = [row for row in rows if row["is_valid"] == "True"][:32]  # --max_eval_samples
+    tags = ("long", "negative", "positive")  # the label names, sorted
+    per_row = []  # the squared error, or the share of right (document, label) decisions, of each validation row
+    for row in validation:
+        output = mean_output(row["text"])
+        if problem == "regression":
+            per_row.append((float(output[0]) - row["score"]) ** 2)
+        else:
+            truth = torch.tensor([tag in row["tags"].split(";") for tag in tags])
+            per_row.append(float(((output >= 0.5) == truth).float().mean()))
+    assert results[f"ensemble_{name}"] == pytest.approx(sum(per_row) / len(per_row), abs=1e-6)
+
+    predicted = read_csv_rows(out / "predictions.csv")
+    assert [row["text"] for row in predicted] == texts
+    for row in predicted:
+        output = mean_output(row["text"]).tolist()
+        if problem == "regression":
+            assert float(row["prediction"]) == pytest.approx(output[0], abs=1e-5)
+        else:
+            assert [models[0].config.id2label[i] for i in range(len(output))] == list(tags)
+            assert [float(row[f"prob_{tag}"]) for tag in tags] == pytest.approx(output, abs=1e-6)
+            assert row["labels"] == ";".join(tag for tag, p in zip(tags, output) if p >= 0.5)
+
+
+def test_run_classification_resumes_then_evaluates_and_predicts_with_the_trained_classifier(tmp_path):
+    """run_glue's conventions: metrics files and trainer state; rerunning after an interruption resumes from the
+    last checkpoint in output_dir and ends with the uninterrupted run's weights; a trained classifier without
+    --do_train is only evaluated (--do_eval, a validation file alone) and used for --do_predict."""
+    data, lm = tiny_classification_task(tmp_path)
+    out = tmp_path / "clf"
+    command = [
+        "--model_name_or_path", lm, "--train_file", data, "--split_column", "is_valid", "--bptt", "8",
+        "--max_len", "16", "--per_device_train_batch_size", "8", "--num_train_epochs", "2",
+        "--save_strategy", "steps", "--save_steps", "5", "--output_dir", str(out),
+    ]  # fmt: skip
+    run_script("run_classification.py", *command)  # 6 steps per epoch
+    for name in ("train_results.json", "eval_results.json", "all_results.json", "trainer_state.json"):
+        assert (out / name).is_file(), name
+    trained = json.loads((out / "eval_results.json").read_text())
+    uninterrupted = load_file(out / "model.safetensors")
+    checkpoints = sorted(out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    assert [p.name for p in checkpoints] == ["checkpoint-5", "checkpoint-10", "checkpoint-12"]
+    for checkpoint in checkpoints[1:]:
+        shutil.rmtree(checkpoint)  # interrupted after step 5, 5/6 of the first epoch
+    (out / "model.safetensors").unlink()
+    assert f"classifier: resuming from {checkpoints[0]}" in run_script("run_classification.py", *command)
+    resumed = load_file(out / "model.safetensors")
+    assert resumed.keys() == uninterrupted.keys()
+    for name, tensor in uninterrupted.items():
+        assert torch.equal(resumed[name], tensor), name
+
+    validation = [row for row in read_csv_rows(data) if row["is_valid"] == "True"]
+    with open(tmp_path / "valid.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(validation[0]))
+        writer.writeheader()
+        writer.writerows(validation)
+    write_test_file(tmp_path / "test.csv", [row["text"] for row in validation])
+    again = tmp_path / "again"
+    stdout = run_script(
+        "run_classification.py", "--model_name_or_path", str(out), "--validation_file", str(tmp_path / "valid.csv"),
+        "--do_eval", "--do_predict", "--test_file", str(tmp_path / "test.csv"), "--output_dir", str(again),
+    )  # fmt: skip
+    assert "validation accuracy:" in stdout and not (again / "model.safetensors").exists()
+    assert json.loads((again / "eval_results.json").read_text())["eval_accuracy"] == trained["eval_accuracy"]
+    assert len(read_csv_rows(again / "predictions.csv")) == len(validation)
+    env = {**os.environ, "PYTHONPATH": str(EXAMPLES)}
+    refused = subprocess.run(
+        [sys.executable, str(EXAMPLES / "run_classification.py"), "--model_name_or_path", str(out), "--output_dir",
+         str(again)], capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert refused.returncode != 0 and "is a trained classifier: give --do_train" in refused.stderr

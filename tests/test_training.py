@@ -148,6 +148,19 @@ def test_gradual_unfreezing_one_group_per_epoch(tmp_path):
     assert all(p.requires_grad for p in model.parameters())  # trainable again after training
 
 
+def test_unfreezing_follows_the_epoch_under_way_when_resuming_inside_an_epoch():
+    """A run resumed from a checkpoint 5/6 into the first epoch starts with `state.epoch` 0.83: still epoch 0."""
+    from transformers import TrainerControl, TrainerState
+
+    model = AwdLstmForSequenceClassification(small_config())
+    callback = GradualUnfreezingCallback()
+    trainable = []
+    for epoch in (0.0, 0.83, 1.0 - 1e-9, 1.5, 2.0):
+        callback.on_epoch_begin(None, TrainerState(epoch=epoch), TrainerControl(), model=model)
+        trainable.append(sum(all(p.requires_grad for p in group) for group in layer_groups(model)))
+    assert trainable == [1, 1, 2, 2, 3]
+
+
 def test_unfreezing_schedule_for_the_language_model():
     callback = GradualUnfreezingCallback(schedule=[1, 4])  # fastai's LM fine-tuning: top group, then all
     assert [callback.trainable_groups(e, 4) for e in range(4)] == [1, 4, 4, 4]

@@ -175,7 +175,9 @@ class GradualUnfreezingCallback(TrainerCallback):
 
     def on_epoch_begin(self, args, state, control, model=None, **kwargs):
         groups = layer_groups(model)
-        epoch = int(round(state.epoch or 0))
+        # the epoch under way: `state.epoch` is a whole number at an epoch's start, and a fraction past it when a
+        # run resumes from a checkpoint inside the epoch (the tolerance absorbs float error)
+        epoch = math.floor((state.epoch or 0) + 1e-6)
         freeze_to(groups, self.trainable_groups(epoch, len(groups)))
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
