@@ -8,7 +8,10 @@ Writes into `--output_dir`: the classifier with its tokenizer and model card, `e
 own `training_curves.png`). `--lr_find` runs fastai's learning-rate finder before each stage (`lr_find.png` in
 each folder, suggestions printed); `--lm_lr auto` / `--classifier_lr auto` train at its `valley` suggestion.
 
-The main job (IMDb sample: 800 training and 200 validation reviews, from scratch, 2 CPU cores):
+The main job (fastai's IMDb sample: 800 training and 200 validation reviews, from scratch, 2 CPU cores): with no
+data flags the script downloads the sample once (`hf_bpt3c.data.imdb_sample`) and writes `runs/imdb`:
+    python examples/run_ulmfit.py
+or from a local copy of its texts.csv:
     python examples/run_ulmfit.py --train_file ../shared/data/imdb_sample/texts.csv --split_column is_valid \\
         --text_column text --label_column label --output_dir runs/imdb --save_strategy no
 From a pretrained language model (`hf-bpt3c fetch-fastai wt103-fwd --out wt103-fwd`, or one you pretrained with
@@ -61,6 +64,7 @@ from run_language_modeling import (
 from transformers import EvalPrediction, HfArgumentParser, TrainingArguments, set_seed
 
 from hf_bpt3c import AwdLstmForSequenceClassification, AwdLstmTokenizer
+from hf_bpt3c.data import imdb_sample
 
 logger = logging.getLogger(__name__)
 DIRECTIONS = ("forward", "backward")
@@ -182,6 +186,20 @@ def with_defaults(args: UlmfitArguments) -> UlmfitArguments:
     return dataclasses.replace(args, **unset)
 
 
+def main_job_defaults(data_args: DataArguments, training_args: TrainingArguments):
+    """With no data flags, the main job: fastai's IMDb sample (downloaded once into the cache,
+    `hf_bpt3c.data.imdb_sample`; its `is_valid` rows are the validation set) into `runs/imdb` unless `--output_dir`
+    is given."""
+    if data_args.train_file is not None or data_args.dataset_name is not None:
+        return data_args, training_args
+    texts = imdb_sample()
+    print(f"no data given: the main job on fastai's IMDb sample ({texts})")
+    data_args = dataclasses.replace(data_args, train_file=str(texts), split_column=data_args.split_column or "is_valid")
+    if not any(arg == "--output_dir" or arg.startswith("--output_dir=") for arg in sys.argv[1:]):
+        training_args = dataclasses.replace(training_args, output_dir=os.path.join("runs", "imdb"))
+    return data_args, training_args
+
+
 def extra_texts(args: UlmfitArguments, column: str) -> list[str]:
     """The first `--lm_extra_max_texts` texts of `--lm_extra_file` (none without it)."""
     if args.lm_extra_file is None:
@@ -209,6 +227,7 @@ def main() -> None:
     parser = HfArgumentParser((UlmfitArguments, DataArguments, TrainingArguments))
     args, data_args, training_args = parser.parse_args_into_dataclasses()
     args = with_defaults(args)
+    data_args, training_args = main_job_defaults(data_args, training_args)
     if (args.backwards or args.bidirectional) and args.model_name_or_path is not None:
         raise ValueError(
             "--backwards/--bidirectional train from scratch: a pretrained LM reads in its own direction "

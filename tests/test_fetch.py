@@ -5,9 +5,12 @@ and hostile archives (paths outside, links, devices, code in the vocabulary pick
 from __future__ import annotations
 
 import io
+import json
 import os
 import pickle
 import socket
+import subprocess
+import sys
 import tarfile
 import tempfile
 import threading
@@ -17,7 +20,7 @@ from pathlib import Path
 import huggingface_hub.constants
 import pytest
 import torch
-from conftest import small_config
+from conftest import REPO_ROOT, small_config
 from huggingface_hub import ModelCard
 from transformers import AutoModelForCausalLM
 
@@ -25,6 +28,7 @@ from hf_bpt3c import AwdLstmConfig, AwdLstmForCausalLM, AwdLstmForSequenceClassi
 from hf_bpt3c import download as download_module
 from hf_bpt3c.cli import main
 from hf_bpt3c.convert import FASTAI_BASE_URL_ENV, FASTAI_MODEL_ZOO_URL, convert_fastai, fetch_fastai
+from hf_bpt3c.data import FASTAI_SAMPLE_URL_ENV, imdb_sample
 from hf_bpt3c.download import DownloadError
 from hf_bpt3c.model_card import build_model_card
 from hf_bpt3c.tokenization_awd_lstm import SPECIAL_TOKENS, AwdLstmTokenizer
@@ -123,6 +127,7 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(hf_home))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HOME", str(hf_home))
     monkeypatch.delenv(FASTAI_BASE_URL_ENV, raising=False)
+    monkeypatch.delenv(FASTAI_SAMPLE_URL_ENV, raising=False)
     for var in ("no_proxy", "NO_PROXY"):
         monkeypatch.setenv(var, "127.0.0.1,localhost")
     (tmp_path / "systmp").mkdir()
@@ -504,3 +509,42 @@ def test_every_template_shows_a_source_only_when_given(model_class):
     model = model_class(small_config())
     assert "## Source\n\nConverted from X.\n\n## Training" in build_model_card(model, source="Converted from X.").text
     assert "## Source" not in build_model_card(model).text
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# fastai's IMDb sample, for the main job with no data flags
+# ----------------------------------------------------------------------------------------------------------------
+
+SAMPLE_CSV = b'label,text,is_valid\nnegative,"A dull, dull film.",False\npositive,"A great film!",True\n'
+
+
+def test_imdb_sample_is_downloaded_once_and_extracted(zoo, isolated):
+    zoo.files["imdb_sample.tgz"] = tgz({"imdb_sample/texts.csv": SAMPLE_CSV}, folders=("imdb_sample",))
+    texts = imdb_sample(base_url=zoo.base_url)
+    assert texts == isolated / "hf_bpt3c" / "fastai" / "imdb_sample" / "texts.csv"
+    assert texts.read_bytes() == SAMPLE_CSV
+    assert imdb_sample(base_url=zoo.base_url) == texts
+    assert zoo.requests == ["/zoo/imdb_sample.tgz"]  # the second call reads the cache
+
+
+def test_imdb_sample_refuses_a_hostile_archive_and_names_the_url_offline(zoo, tmp_path):
+    zoo.files["imdb_sample.tgz"] = tgz({"../texts.csv": SAMPLE_CSV})
+    with pytest.raises(ValueError, match=r"\.\."):
+        imdb_sample(cache_dir=tmp_path / "cache", base_url=zoo.base_url)
+    assert not (tmp_path / "texts.csv").exists() and not (tmp_path / "cache" / "imdb_sample").exists()
+    with pytest.raises(DownloadError, match=r"imdb_sample\.tgz.*--train_file"):
+        imdb_sample(cache_dir=tmp_path / "other", base_url=dead_url())
+
+
+@pytest.mark.slow
+def test_run_ulmfit_without_data_flags_runs_the_main_job_on_the_downloaded_sample(data_dir, zoo, isolated, tmp_path):
+    sample = (data_dir / "imdb_sample" / "texts.csv").read_bytes()
+    zoo.files["imdb_sample.tgz"] = tgz({"imdb_sample/texts.csv": sample}, folders=("imdb_sample",))
+    env = {**os.environ, "HF_HOME": str(isolated), FASTAI_SAMPLE_URL_ENV: zoo.base_url}
+    env["PYTHONPATH"] = str(REPO_ROOT / "examples")
+    command = [sys.executable, str(REPO_ROOT / "examples" / "run_ulmfit.py"), "--quick", "--report_to", "none"]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "fastai's IMDb sample" in result.stdout and "validation accuracy:" in result.stdout
+    assert json.loads((tmp_path / "runs" / "imdb" / "eval_results.json").read_text())["eval_accuracy"] >= 0
+    assert zoo.requests == ["/zoo/imdb_sample.tgz"]

@@ -14,6 +14,9 @@ and `StreamStateCallback` carries the (detached) state from batch to batch insid
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -21,6 +24,42 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from .download import cache_root, cached_download, check_url, extract_files
+
+# fastai's `URLs.URL` (fastai/data/external.py): `untar_data(URLs.IMDB_SAMPLE)` downloads `imdb_sample.tgz` from it
+FASTAI_SAMPLE_URL = "https://s3.amazonaws.com/fast-ai-sample/"
+FASTAI_SAMPLE_URL_ENV = "HF_BPT3C_FASTAI_SAMPLE_URL"
+
+
+def imdb_sample(cache_dir: str | os.PathLike | None = None, base_url: str | None = None) -> Path:
+    """The `texts.csv` of fastai's IMDb sample (`URLs.IMDB_SAMPLE`: 1,000 reviews; columns `label` (negative,
+    positive), `text`, `is_valid` (200 True)), downloaded once and reused.
+
+    cache_dir: where the archive and the extracted file are kept (default `<HF_HOME>/hf_bpt3c/fastai`).
+    base_url: the folder holding `imdb_sample.tgz` (default: `HF_BPT3C_FASTAI_SAMPLE_URL`, else fastai's).
+    The archive is checked and only its one `.csv` file is extracted (`hf_bpt3c.download.extract_files`); offline,
+    a `DownloadError` names the URL. Returns the path of `texts.csv`.
+    """
+    cache = Path(cache_dir) if cache_dir is not None else cache_root() / "fastai"
+    texts = cache / "imdb_sample" / "texts.csv"
+    if texts.is_file():
+        return texts
+    base = base_url or os.environ.get(FASTAI_SAMPLE_URL_ENV) or FASTAI_SAMPLE_URL
+    url = check_url(base.rstrip("/") + "/imdb_sample.tgz", "base_url")
+    archive = cache / "imdb_sample.tgz"
+    hint = "Without a network, give the texts yourself (--train_file texts.csv --split_column is_valid)."
+    cached_download(url, archive, hint=hint)
+    staging = Path(tempfile.mkdtemp(prefix=".imdb_sample-", dir=cache))
+    try:
+        extracted = extract_files(archive, staging, [".csv"])[".csv"]
+        if extracted.name != "texts.csv":
+            raise ValueError(f"ARCHIVE {archive} holds {extracted.name}, not fastai's imdb_sample/texts.csv")
+        texts.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(extracted, texts)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return texts
 
 
 def document_lengths(input_ids: Iterable[Sequence[int]]) -> list[int]:
@@ -170,4 +209,11 @@ class StreamStateCallback(TrainerCallback):
         self._handles = []
 
 
-__all__ = ["LMStreamDataset", "StreamStateCallback", "document_lengths"]
+__all__ = [
+    "LMStreamDataset",
+    "StreamStateCallback",
+    "document_lengths",
+    "imdb_sample",
+    "FASTAI_SAMPLE_URL",
+    "FASTAI_SAMPLE_URL_ENV",
+]
