@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from .modeling_awd_lstm import AwdLstmForSequenceClassification
+from .plots import new_figure
 
 METHODS = ("gradient", "gradient_x_input", "integrated_gradients")
 SCOPES = ("kept", "full")
@@ -687,15 +688,6 @@ def _passage_list(tokens: list[str], passages) -> str:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _figure(figsize: tuple[float, float]):
-    """A matplotlib Figure outside pyplot (no global state, no display needed; saved with the Agg canvas)."""
-    try:
-        from matplotlib.figure import Figure
-    except ImportError as error:  # pragma: no cover - matplotlib is a dev dependency
-        raise ImportError("plots need matplotlib: pip install matplotlib") from error
-    return Figure(figsize=figsize)
-
-
 def plot(
     scores,
     path: str | Path | None = None,
@@ -717,8 +709,7 @@ def plot(
     if tokens is not None and len(tokens) != values.size:
         raise ValueError(f"tokens must have one entry per score: {len(tokens)} tokens, {values.size} scores")
     starts = _chunk_starts(chunk_starts, values.size)
-    fig = ax.figure if ax is not None else _figure((12, 4.2))
-    ax = ax if ax is not None else fig.subplots()
+    fig, ax = (ax.figure, ax) if ax is not None else new_figure(12, 4.2)
     n = values.size
     if kept_span is not None:
         ax.axvspan(kept_span[0], kept_span[1], color="#dff0d8", zorder=0, label="kept window (BPT3C's gradient)")
@@ -1005,8 +996,7 @@ class ConfusionMatrix:
     def plot(self, path: str | Path | None = None, *, title: str | None = None, ax=None):
         """A PNG when `path` is given: counts and row shares per cell. Returns the Figure."""
         size = max(3.5, 0.6 * len(self.label_names) + 2.5)
-        fig = ax.figure if ax is not None else _figure((size, size))
-        ax = ax if ax is not None else fig.subplots()
+        fig, ax = (ax.figure, ax) if ax is not None else new_figure(size, size)
         rows = self.counts.sum(axis=1, keepdims=True)
         shares = np.divide(self.counts, rows, out=np.zeros(self.counts.shape), where=rows > 0)
         ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
