@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from .configuration_awd_lstm import AwdLstmConfig
-from .download import cache_root, cached_download, check_url, extract_files
+from .download import cached_download, check_url, extract_files, fastai_cache_dir
 from .model_card import INFO_KEYS
 from .modeling_awd_lstm import AwdLstmForCausalLM, AwdLstmForSequenceClassification, AwdLstmModel
 from .saving import save_atomically
@@ -548,11 +548,6 @@ class FastaiFetch:
     archive: Path
     from_cache: bool
     url: str | None
-
-
-def fastai_cache_dir() -> Path:
-    """The default archive cache: `<HF_HOME>/hf_bpt3c/fastai` (`HF_HOME` as huggingface_hub reads it)."""
-    return cache_root() / "fastai"
 
 
 def _fastai_pretrained(name: str) -> FastaiPretrained:

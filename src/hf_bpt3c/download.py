@@ -44,6 +44,11 @@ def cache_root() -> Path:
     return Path(constants.HF_HOME) / "hf_bpt3c"
 
 
+def fastai_cache_dir() -> Path:
+    """The default cache of fastai's downloads: `<HF_HOME>/hf_bpt3c/fastai` (`HF_HOME` as huggingface_hub reads it)."""
+    return cache_root() / "fastai"
+
+
 def check_url(url: str, name: str = "url") -> str:
     """`url` if its scheme is http, https or file; `ValueError` naming the argument `name` otherwise."""
     if not isinstance(url, str) or urllib.parse.urlsplit(url).scheme not in URL_SCHEMES:
@@ -202,5 +207,6 @@ __all__ = [
     "cached_download",
     "check_url",
     "extract_files",
+    "fastai_cache_dir",
     "select_members",
 ]

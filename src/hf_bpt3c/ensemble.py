@@ -14,7 +14,8 @@ is in and however it is padded, so batching changes nothing in the numbers.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -115,18 +116,35 @@ def _length_order(input_ids: list[list[int]]) -> list[int]:
     return sorted(range(len(input_ids)), key=lambda i: -len(input_ids[i]))
 
 
-@torch.inference_mode()
-def _predict_rows(model, tokenizer, input_ids: list[list[int]], order: list[int], batch_size: int, name: str):
-    """`probabilities` `(len(input_ids), num_labels)` of every row, computed in batches along `order` and written
-    back to each row's place; `name` (e.g. `models[1]`) is the model's name in errors."""
-    problem_type = problem_type_of(model.config)
-    device = next(model.parameters()).device
-    out = np.zeros((len(input_ids), model.config.num_labels), dtype=np.float64)
-    was_training = model.training
+@contextlib.contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    """Eval mode (no dropout, BatchNorm's running statistics) for the duration, every module's flag restored."""
+    modes = [(module, module.training) for module in model.modules()]
     model.eval()
     try:
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+@torch.inference_mode()
+def batched_logits(
+    model, tokenizer, input_ids: list[list[int]], batch_size: int, name: str = "model", progress: bool = False
+) -> torch.Tensor:
+    """The model's logits `(len(input_ids), num_labels)` float32 for token-id lists, in eval mode, computed in
+    batches longest first (`tokenizer.pad`) and written back to each row's place; `name` names the model in
+    errors; `progress` shows a bar over the batches."""
+    order = _length_order(input_ids)
+    device = next(model.parameters()).device
+    out = torch.zeros(len(input_ids), model.config.num_labels)
+    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    if progress:
+        from tqdm.auto import tqdm
+
+        batches = tqdm(batches, desc="predicting", unit=" batches")
+    with eval_mode(model):
+        for rows in batches:
             batch = tokenizer.pad({"input_ids": [input_ids[i] for i in rows]}, return_tensors="pt")
             logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device))
             logits = getattr(logits, "logits", None)
@@ -134,12 +152,17 @@ def _predict_rows(model, tokenizer, input_ids: list[list[int]], order: list[int]
                 shape = None if logits is None else tuple(logits.shape)
                 raise ValueError(
                     f"{name} returned logits of shape {shape}, not (batch, num_labels={model.config.num_labels}): "
-                    "ensemble_predict needs sequence classifiers"
+                    "predictions need sequence classifiers"
                 )
-            out[rows] = probabilities(logits, problem_type).cpu().double().numpy()
-    finally:
-        model.train(was_training)
+            out[rows] = logits.float().cpu()
     return out
+
+
+def _predict_rows(model, tokenizer, input_ids: list[list[int]], batch_size: int, name: str) -> np.ndarray:
+    """`probabilities` `(len(input_ids), num_labels)` float64 of every row, in the rows' order; `name` (e.g.
+    `models[1]`) is the model's name in errors."""
+    logits = batched_logits(model, tokenizer, input_ids, batch_size, name)
+    return probabilities(logits, problem_type_of(model.config)).double().numpy()
 
 
 def _decide(probs: np.ndarray, config) -> tuple[np.ndarray, list]:
@@ -178,11 +201,10 @@ def ensemble_predict(models, tokenizer, texts: Sequence[str], batch_size: int = 
         probs = np.zeros((0, config.num_labels))
     else:
         input_ids = tokenizer(texts)["input_ids"]
-        order = _length_order(input_ids)
-        runs = (_predict_rows(m, tokenizer, input_ids, order, batch_size, f"models[{i}]") for i, m in enumerate(models))
+        runs = (_predict_rows(m, tokenizer, input_ids, batch_size, f"models[{i}]") for i, m in enumerate(models))
         probs = sum(runs) / len(models)
     label_ids, labels = _decide(probs, config)
     return EnsemblePrediction(probs, label_ids, labels)
 
 
-__all__ = ["EnsemblePrediction", "ensemble_predict", "probabilities", "problem_type_of"]
+__all__ = ["EnsemblePrediction", "batched_logits", "ensemble_predict", "eval_mode", "probabilities", "problem_type_of"]

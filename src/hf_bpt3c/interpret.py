@@ -30,10 +30,9 @@ document (no detach) to 1e-8 of the largest score in float64.
 
 from __future__ import annotations
 
-import contextlib
 import html as html_lib
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +40,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .ensemble import batched_logits, eval_mode
 from .modeling_awd_lstm import AwdLstmForSequenceClassification
 from .plots import new_figure
 
@@ -144,7 +144,7 @@ def token_attributions(
     documents = _reading_order_documents(model, input_ids, attention_mask)
     targets = _targets(target, len(documents), model.config.num_labels)
     results = []
-    with _eval_mode(model), torch.enable_grad():
+    with eval_mode(model), torch.enable_grad():
         for ids, doc_target in zip(documents, targets):
             reader = _CheckpointedReader(model, ids, scope)
             results.append(reader.attribute(method, doc_target, steps, batch_size))
@@ -196,18 +196,6 @@ def _targets(target, batch: int, num_labels: int) -> list[int | None]:
     if any(v < 0 or v >= num_labels for v in values):
         raise ValueError(f"target must be class ids in [0, num_labels={num_labels}), got {values}")
     return values
-
-
-@contextlib.contextmanager
-def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
-    """Eval mode (no dropout, BatchNorm's running statistics) for the duration, every module's flag restored."""
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, training in modes:
-            module.training = training
 
 
 @dataclass
@@ -344,13 +332,15 @@ class _CheckpointedReader:
             return self.model.classifier(pool.result())
 
     def gradients(
-        self, inputs: ChunkInputs, rows: int, target: int, on_chunk: Callable[[int, int, torch.Tensor], None]
-    ) -> torch.Tensor:
-        """Back-propagate the target logit (summed over rows) chunk by chunk; `on_chunk(start, end, d_inputs)`
-        receives the gradient `(rows, end-start, emb)` of each walked chunk's inputs. Returns the logits."""
+        self, inputs: ChunkInputs, rows: int, target: int | None, on_chunk: Callable[[int, int, torch.Tensor], None]
+    ) -> tuple[torch.Tensor, int]:
+        """Back-propagate the target logit (summed over rows; None: the first row's predicted class) chunk by chunk;
+        `on_chunk(start, end, d_inputs)` receives the gradient `(rows, end-start, emb)` of each walked chunk's
+        inputs. Returns the logits `(rows, num_labels)` and the target."""
         pool, saved = self.forward(inputs, rows)
         pooled = pool.result().detach().requires_grad_(True)
         logits = self.model.classifier(pooled)
+        target = int(logits[0].argmax()) if target is None else target
         (d_pooled,) = torch.autograd.grad(logits[:, target].sum(), pooled)
         d_state = None  # gradient of the state leaving the current chunk (scope "full")
         for c in reversed(self._walked_chunks()):
@@ -370,7 +360,7 @@ class _CheckpointedReader:
             d_wrt = torch.autograd.grad(outputs, wrt, grads)
             on_chunk(start, end, d_wrt[0])
             d_state = list(d_wrt[1:]) if carry else None
-        return logits.detach()
+        return logits.detach(), target
 
     def attribute(self, method: str, target: int | None, steps: int, batch_size: int) -> _DocumentResult:
         scores = self.weight.new_zeros(self.length)
@@ -383,10 +373,8 @@ class _CheckpointedReader:
                 else:
                     scores[start:end] = (d_inputs[0] * self.embeddings(start, end)).sum(dim=-1)
 
-            if target is None:
-                target = int(self.logits(document, 1)[0].argmax())
-            logits = self.gradients(document, 1, target, score_chunk)[0]
-            return _DocumentResult(scores, target, logits, None, self.kept_start)
+            logits, target = self.gradients(document, 1, target, score_chunk)  # one read of the document
+            return _DocumentResult(scores, target, logits[0], None, self.kept_start)
         logits = self.logits(document, 1)[0]
         target = int(logits.argmax()) if target is None else target
         baseline_logits = self.integrated_gradients(scores, target, steps, batch_size)
@@ -842,28 +830,8 @@ def predict_documents(
     names = _label_names_of(model)
     label_ids = _label_ids(labels, names, model.config.num_labels)
     encoded = tokenizer(list(texts))["input_ids"]
-    order = sorted(range(len(texts)), key=lambda i: -len(encoded[i]))
-    logits = torch.empty(len(texts), model.config.num_labels)
-    device = model.awd_lstm.embeddings.weight.device
-    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    with _eval_mode(model), torch.no_grad():
-        for batch in _progress(batches, progress, "predicting"):
-            width = max(len(encoded[i]) for i in batch)
-            ids = torch.full((len(batch), width), model.config.pad_token_id or 0, dtype=torch.long)
-            mask = torch.zeros_like(ids)
-            for row, i in enumerate(batch):
-                ids[row, : len(encoded[i])] = torch.tensor(encoded[i])
-                mask[row, : len(encoded[i])] = 1
-            logits[batch] = model(ids.to(device), attention_mask=mask.to(device)).logits.float().cpu()
+    logits = batched_logits(model, tokenizer, encoded, batch_size, progress=progress)
     return DocumentPredictions(logits, label_ids, list(texts), names, list(range(len(texts))))
-
-
-def _progress(items: list, enabled: bool, desc: str):
-    if not enabled:
-        return items
-    from tqdm.auto import tqdm
-
-    return tqdm(items, desc=desc, unit=" batches")
 
 
 def prediction_order(trainer, dataset) -> list[int]:

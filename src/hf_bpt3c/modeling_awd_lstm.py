@@ -667,8 +667,9 @@ class AwdLstmForSequenceClassification(AwdLstmPreTrainedModel):
         with each document's tokens first (`(batch, seq)` ids or `(batch, seq, emb)` embeddings) and the document
         lengths `(batch,)`."""
         tokens, mask = checked_inputs(self.config, input_ids, inputs_embeds, attention_mask, pad_is_padding=True)
-        if mask is None:
-            mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
+        if mask is None:  # every position is a token: nothing to move
+            lengths = torch.full(tokens.shape[:1], tokens.size(1), dtype=torch.long, device=tokens.device)
+            return (tokens.flip(1) if self.config.backwards else tokens), lengths
         lengths = mask.sum(dim=1)
         if bool((lengths == 0).any()):
             row = int((lengths == 0).nonzero()[0, 0])
