@@ -6,6 +6,7 @@ Usage (from the repository root):
     python benchmarks/bpt3c_speed.py --imdb-every 1   # the IMDb rows on the whole sample (about 10 min more)
     python benchmarks/bpt3c_speed.py --smoke    # seconds: tiny sizes, every code path (CI)
     python benchmarks/bpt3c_speed.py --dtype fp32|bf16|both|auto   # ours' compute dtypes (default auto)
+    python benchmarks/bpt3c_speed.py --no-int8   # without the int8 and ONNX Runtime inference rows
 
 The first lines printed name the CPU (its kernel capability, and whether it multiplies bfloat16 natively). `auto` runs
 ours in fp32, and in bf16 too where bf16 is native (AVX-512 BF16, AMX, a CUDA GPU with bf16): on an AVX2-only CPU
@@ -21,6 +22,8 @@ forward without autograd. Throughput counts real (non-padding) tokens per second
 Peak memory is the peak RSS during the request (CUDA: peak allocated memory), after returning freed memory to
 the OS and resetting the kernel's peak mark; "step" memory is that peak minus the RSS just before.
 fastai always runs in float32 (its reference behaviour); ours in float32 and/or `compute_dtype="bfloat16"`.
+Inference also has int8 rows, which run on every x86 CPU: PyTorch's (`hf_bpt3c.quantize_for_cpu`) and ONNX
+Runtime's float32 and int8 (`hf_bpt3c.onnx`, when onnxruntime is installed), with their agreement with ours float32.
 On CUDA the same script runs on the GPU (cuDNN; ours in bf16 runs the LSTM on bf16 copies of its arguments).
 """
 
@@ -247,6 +250,8 @@ class Worker:
         self.model.train(mode == "train")
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-4) if mode == "train" else None
         self.memory = Memory(self.device)
+        self.serving: dict[str, object] = {}  # int8 / ONNX Runtime versions of the model, made on first use
+        self._export_dir = None
 
     def batches(self, workload: str) -> list[Batch]:
         kind, _, arg = workload.partition(":")
@@ -262,8 +267,9 @@ class Worker:
             Batch(b.ids.to(self.device), b.mask.to(self.device), b.labels.to(self.device))
             for b in self.batches(workload)
         ]
-        if self.framework == "ours":
+        if self.framework == "ours" and dtype in ("fp32", "bf16"):
             self.model.config.compute_dtype = "bfloat16" if dtype == "bf16" else "float32"
+        self.dtype = dtype
         before = self.memory.reset()
         self._sync()
         start = time.perf_counter()
@@ -291,7 +297,35 @@ class Worker:
     def forward(self, batch: Batch) -> torch.Tensor:
         if self.framework == "fastai":
             return self.model(batch.ids)[0]
-        return self.model(batch.ids, attention_mask=batch.mask).logits
+        if self.dtype.startswith("onnx"):
+            logits = self.serving_model(self.dtype)(batch.ids.numpy(), attention_mask=batch.mask.numpy())
+            return torch.from_numpy(logits)
+        model = self.serving_model(self.dtype) if self.dtype == "int8" else self.model
+        return model(batch.ids, attention_mask=batch.mask).logits
+
+    def serving_model(self, dtype: str):
+        """The int8 copy (`quantize_for_cpu`) or an ONNX Runtime runner of the export (made once, before timing
+        starts: the warm-up request asks for each)."""
+        if dtype not in self.serving:
+            import tempfile
+
+            import hf_bpt3c
+
+            self.model.config.compute_dtype = "float32"
+            if dtype == "int8":
+                self.serving[dtype] = hf_bpt3c.quantize_for_cpu(self.model)
+            else:
+                from hf_bpt3c.onnx import OnnxClassifier, export_onnx
+
+                if self._export_dir is None:
+                    self._export_dir = tempfile.TemporaryDirectory()
+                    export_onnx(self.model, Path(self._export_dir.name) / "onnx", int8=True)
+                threads = self.plan.threads or torch.get_num_threads()
+                runner = OnnxClassifier(
+                    Path(self._export_dir.name) / "onnx", int8=dtype == "onnx-int8", intra_op_num_threads=threads
+                )
+                self.serving[dtype] = runner
+        return self.serving[dtype]
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -324,10 +358,12 @@ class WorkerProcess:
         self.name = f"{framework}:{mode}"
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
-    def wait_ready(self, warm_up: str) -> None:
-        """Wait for the worker's model, then run a short warm-up request (allocator, thread pool, kernels)."""
+    def wait_ready(self, warm_up: str, dtypes: list[str]) -> None:
+        """Wait for the worker's model, then run a short warm-up request in each dtype (allocator, thread pool,
+        kernels, the int8 copy and ONNX sessions)."""
         self._read()
-        self.request(warm_up, "fp32")
+        for dtype in dtypes:
+            self.request(warm_up, dtype)
 
     def request(self, workload: str, dtype: str) -> dict:
         self.process.stdin.write(json.dumps({"workload": workload, "dtype": dtype}) + "\n")
@@ -434,6 +470,7 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--dtype", choices=["fp32", "bf16", "both", "auto"], default="auto")
     parser.add_argument("--imdb-every", type=int, help="IMDb rows on every n-th document of the length-sorted sample")
+    parser.add_argument("--no-int8", action="store_true", help="skip the int8 and ONNX Runtime inference rows")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--plan", help=argparse.SUPPRESS)
     parser.add_argument("--imdb", help=argparse.SUPPRESS)
@@ -458,7 +495,18 @@ def main() -> None:
     if force:
         os.environ[FORCE_BF16_ENV] = "1"  # the workers inherit it: real bf16 numerics, as asked
     sys.stdout.flush()
-    run_benchmark(plan, dtypes)
+    run_benchmark(plan, dtypes, [] if args.no_int8 or device.type != "cpu" else serving_dtypes())
+
+
+def serving_dtypes() -> list[str]:
+    """The inference-only rows: PyTorch int8, and ONNX Runtime float32 / int8 where onnxruntime is installed."""
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        print("# ONNX Runtime rows skipped: pip install 'hf_bpt3c[onnx]'")
+        return ["int8"]
+    return ["int8", "onnx-fp32", "onnx-int8"]
 
 
 def choose_dtypes(requested: str, native: bool, device: str) -> tuple[list[str], bool, str]:
@@ -473,7 +521,7 @@ def choose_dtypes(requested: str, native: bool, device: str) -> tuple[list[str],
     return dtypes, False, ""
 
 
-def run_benchmark(plan: Plan, dtypes: list[str]) -> None:
+def run_benchmark(plan: Plan, dtypes: list[str], serving: list[str]) -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     started = time.perf_counter()
     peaks = matmul_peaks(dtypes, plan.matmul_size, device)  # again at the end: a busy moment only lowers it
@@ -488,13 +536,14 @@ def run_benchmark(plan: Plan, dtypes: list[str]) -> None:
     }
     rows, sweep = [], []
     try:
-        for worker in workers.values():
-            worker.wait_ready(f"sweep:{2 * plan.bptt}")
+        mode_dtypes = {"train": dtypes, "infer": dtypes + serving}
+        for name, worker in workers.items():
+            worker.wait_ready(f"sweep:{2 * plan.bptt}", mode_dtypes[name.split(":")[1]] if "ours" in name else ["fp32"])
         for mode in ("train", "infer"):
             runs = [
                 (f"{fw}:{mode}", "fp32" if fw == "fastai" else d)
                 for fw in frameworks
-                for d in (dtypes if fw == "ours" else ["fp32"])
+                for d in (mode_dtypes[mode] if fw == "ours" else ["fp32"])
             ]
             for workload in [f"uniform:{n}" for n in plan.uniform_lengths]:
                 rows.append((workload, mode, measure(workers, runs, workload, plan.reps)))
@@ -511,16 +560,17 @@ def run_benchmark(plan: Plan, dtypes: list[str]) -> None:
         for worker in workers.values():
             worker.close()
     peaks = {d: max(peak, peaks[d]) for d, peak in matmul_peaks(dtypes, plan.matmul_size, device).items()}
-    report(plan, device, dtypes, peaks, imdb, rows, sweep, time.perf_counter() - started)
+    report(plan, device, mode_dtypes, peaks, imdb, rows, sweep, time.perf_counter() - started)
 
 
 def report(
-    plan: Plan, device: torch.device, dtypes: list[str], peaks: dict, imdb: dict, rows: list, sweep: list, wall: float
+    plan: Plan, device: torch.device, mode_dtypes: dict, peaks: dict, imdb: dict, rows: list, sweep: list, wall: float
 ):
     """Print the markdown tables (throughput, memory, FLOP-bound fractions, memory sweep, bf16 agreement)."""
     from hf_bpt3c import hardware
 
     fwd_flops = flops_per_token(plan)
+    dtypes = mode_dtypes["train"]
     threads = plan.threads or torch.get_num_threads()
     print(f"\n## BPT3C speed: fastai 2.8 vs hf_bpt3c ({plan.name} run, {device.type}, {threads} threads)\n")
     print(f"{hardware.cpu_summary()}.\n")
@@ -531,7 +581,8 @@ def report(
         + ", ".join(f"{d} {peaks[d]:.0f} GFLOP/s" for d in dtypes)
         + ". Ratios are ours/fastai in the same run; '% bound' is the throughput as a fraction of the FLOP-bound "
         "limit at that dtype's matmul peak (a training step: one forward for every token, plus two for the backward "
-        "of each document's last max_len tokens; earlier tokens run no backward)."
+        "of each document's last max_len tokens; earlier tokens run no backward). Inference rows int8 (PyTorch, "
+        "`quantize_for_cpu`), onnx-fp32 and onnx-int8 (ONNX Runtime, `hf_bpt3c.onnx`) are ours too."
     )
     lengths = [len(doc) for doc in imdb["docs"]]
     sample = f"the first {plan.imdb_max_docs} of the sample" if plan.imdb_max_docs else "the whole sample"
@@ -541,26 +592,8 @@ def report(
         f"{sum(lengths):,} tokens, {min(lengths)}-{max(lengths)} per document, bs {plan.imdb_batch}, "
         f"{plan.imdb_reps} repetition(s) in up to {plan.imdb_parts} interleaved parts.\n"
     )
-    ours = [("ours:{mode}", d) for d in dtypes]
-    head = ["workload", "mode", "fastai tok/s"] + [f"ours {d} tok/s" for d in dtypes] + ["fastai peak MB"]
-    head += [f"ours {d} peak MB" for d in dtypes] + ["fastai % bound"] + [f"ours {d} % bound" for d in dtypes]
-    print("| " + " | ".join(head) + " |")
-    print("|" + "---|" * len(head))
-    for workload, mode, results in rows:
-        base = results.get((f"fastai:{mode}", "fp32"))
-
-        def bound(result: Result, dtype: str, mode: str = mode) -> str:
-            work = fwd_flops * (1 + 2 * result.grad_fraction if mode == "train" else 1) / 1e9  # GFLOP per token
-            return f"{100 * result.tokens_per_s * work / peaks[dtype]:.0f}%"
-
-        mine = [results[(name.format(mode=mode), d)] for name, d in ours]
-        cells = [workload.replace("uniform:", "uniform "), mode, f"{base.tokens_per_s:,.0f}" if base else "n/a"]
-        cells += [f"{r.tokens_per_s:,.0f} ({ratio(r.tokens_per_s, base and base.tokens_per_s)})" for r in mine]
-        cells += [f"{base.peak_mb:,.0f}" if base else "n/a"]
-        cells += [f"{r.peak_mb:,.0f} ({ratio(r.peak_mb, base and base.peak_mb)})" for r in mine]
-        cells += [bound(base, "fp32") if base and "fp32" in peaks else "n/a"]
-        cells += [bound(r, d) for r, (_, d) in zip(mine, ours)]
-        print("| " + " | ".join(cells) + " |")
+    for mode in ("train", "infer"):
+        print_throughput_table(mode, mode_dtypes[mode], [row for row in rows if row[1] == mode], peaks, fwd_flops)
 
     print(
         f"\nMemory sweep: one training step, batch {plan.sweep_batch}, peak RSS MB (step MB above the process's RSS "
@@ -584,16 +617,45 @@ def report(
             print(f"\nours {d}: peak at {longest:,} tokens = {growth:.2f}x the peak at 4,096 tokens")
 
     imdb_infer = next(results for workload, mode, results in rows if workload == "imdb" and mode == "infer")
-    if len(dtypes) == 2:
+    if "fp32" in mode_dtypes["infer"]:
         fp32 = torch.tensor(imdb_infer[("ours:infer", "fp32")].logits)
-        bf16 = torch.tensor(imdb_infer[("ours:infer", "bf16")].logits)
-        agree = (fp32.argmax(1) == bf16.argmax(1)).float().mean().item()
-        print(
-            f"\nbf16 vs fp32 (ours, random-weight model, IMDb sample, {len(fp32)} documents): argmax agreement "
-            f"{100 * agree:.1f}%, max |logit difference| {(fp32 - bf16).abs().max().item():.2e}, "
-            f"logit scale (std) {fp32.std().item():.2e}"
-        )
+        print(f"\nAgreement with ours fp32 (random-weight model, IMDb sample, {len(fp32)} documents):\n")
+        for dtype in mode_dtypes["infer"]:
+            if dtype != "fp32":
+                other = torch.tensor(imdb_infer[("ours:infer", dtype)].logits)
+                agree = (fp32.argmax(1) == other.argmax(1)).float().mean().item()
+                print(
+                    f"- {dtype} vs fp32: argmax agreement {100 * agree:.1f}%, max |logit difference| "
+                    f"{(fp32 - other).abs().max().item():.2e}, logit scale (std) {fp32.std().item():.2e}"
+                )
     print(f"\nWall time {wall:.0f} s.")
+
+
+def print_throughput_table(mode: str, dtypes: list[str], rows: list, peaks: dict, fwd_flops: float) -> None:
+    """One markdown table of a mode's rows: tokens/s, peak memory and % of the FLOP bound, ours vs fastai."""
+    print(f"\n{'Training' if mode == 'train' else 'Inference'}:\n")
+    head = ["workload", "fastai tok/s"] + [f"ours {d} tok/s" for d in dtypes] + ["fastai peak MB"]
+    head += [f"ours {d} peak MB" for d in dtypes] + ["fastai % bound"] + [f"ours {d} % bound" for d in dtypes]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+
+    def bound(result: Result, dtype: str) -> str:
+        peak = peaks.get(dtype.removeprefix("onnx-"))  # int8: no float peak to compare with
+        if peak is None:
+            return "n/a"
+        work = fwd_flops * (1 + 2 * result.grad_fraction if mode == "train" else 1) / 1e9  # GFLOP per token
+        return f"{100 * result.tokens_per_s * work / peak:.0f}%"
+
+    for workload, _, results in rows:
+        base = results.get((f"fastai:{mode}", "fp32"))
+        mine = [results[(f"ours:{mode}", d)] for d in dtypes]
+        cells = [workload.replace("uniform:", "uniform "), f"{base.tokens_per_s:,.0f}" if base else "n/a"]
+        cells += [f"{r.tokens_per_s:,.0f} ({ratio(r.tokens_per_s, base and base.tokens_per_s)})" for r in mine]
+        cells += [f"{base.peak_mb:,.0f}" if base else "n/a"]
+        cells += [f"{r.peak_mb:,.0f} ({ratio(r.peak_mb, base and base.peak_mb)})" for r in mine]
+        cells += [bound(base, "fp32") if base and "fp32" in peaks else "n/a"]
+        cells += [bound(r, d) for r, d in zip(mine, dtypes)]
+        print("| " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from .modeling_awd_lstm import (
     AwdLstmOutput,
     AwdLstmPreTrainedModel,
 )
+from .quantization import quantize_for_cpu
 from .tokenization_awd_lstm import AwdLstmTokenizer
 
 AutoConfig.register(AwdLstmConfig.model_type, AwdLstmConfig, exist_ok=True)
@@ -46,7 +47,7 @@ except PackageNotFoundError:  # a source tree on sys.path without installing it
 
 _SUBMODULES = (
     "bpt3c_plan", "cli", "convert", "data", "download", "ensemble", "hardware", "interpret", "lr_finder",
-    "lstm_kernels", "model_card", "plots", "saving", "training", "transfer", "validation",
+    "lstm_kernels", "model_card", "onnx", "plots", "quantization", "saving", "training", "transfer", "validation",
 )  # fmt: skip
 
 
@@ -68,4 +69,5 @@ __all__ = [
     "AwdLstmCausalLMOutput",
     "EnsemblePrediction",
     "ensemble_predict",
+    "quantize_for_cpu",
 ]

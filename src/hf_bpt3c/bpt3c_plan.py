@@ -60,6 +60,7 @@ def kept_window_start(lengths: torch.Tensor, bptt: int, max_len: int) -> torch.T
     return torch.div((lengths - max_len).clamp(min=0) + bptt - 1, bptt, rounding_mode="floor") * bptt
 
 
+@torch.compiler.disable  # a plan is Python over a handful of integers: run eagerly under torch.compile
 def plan_chunks(lengths: torch.Tensor, bptt: int, max_len: int, grad: bool, training: bool) -> ChunkPlan:
     """The reading plan of documents of `lengths` `(batch,)` (>= 1 each).
 

@@ -4,6 +4,7 @@ hf-bpt3c convert-fastai WEIGHTS --vocab ITOS --out DIR [--target-vocab ITOS2] [-
                         [--bptt 72] [--max-len 1440] [--labels neg,pos | --labels @FILE] [--overwrite]
 hf-bpt3c fetch-fastai   {wt103-fwd,wt103-bwd} --out DIR [--base-url URL] [--archive PATH] [--cache-dir DIR]
                         [--overwrite] [--bptt 72] [--max-len 1440]
+hf-bpt3c export-onnx    MODEL_DIR --out DIR [--int8] [--opset 17]
 hf-bpt3c env            versions, CPU capability, whether bfloat16 is native here
 """
 
@@ -82,6 +83,14 @@ def _print_conversion(result: FastaiConversion) -> None:
         print(f"note: {note}")
 
 
+def _export_onnx(args: argparse.Namespace) -> int:
+    from .onnx import export_onnx  # onnx and onnxruntime are optional
+
+    out = export_onnx(args.model_dir, args.out, int8=args.int8, opset=args.opset)
+    print(f"exported {args.model_dir} to ONNX (opset {args.opset}{', with int8 graphs' if args.int8 else ''}) in {out}")
+    return 0
+
+
 def _env(args: argparse.Namespace) -> int:
     print(f"hf_bpt3c {__version__} | torch {torch.__version__} | transformers {transformers.__version__}")
     print(f"python {platform.python_version()} | {platform.machine()} | {torch.get_num_threads()} torch threads")
@@ -124,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     convert.set_defaults(run=_convert_fastai)
     _add_fetch_parser(commands)
+    _add_export_onnx_parser(commands)
     env = commands.add_parser(
         "env", help="print versions, the CPU capability and whether bfloat16 is native here (for bug reports)"
     )
@@ -158,6 +168,21 @@ def _add_fetch_parser(commands) -> None:
         help="write into a non-empty --out folder (replaces the files the conversion writes, keeps the others)",
     )
     fetch.set_defaults(run=_fetch_fastai)
+
+
+def _add_export_onnx_parser(commands) -> None:
+    export = commands.add_parser(
+        "export-onnx",
+        help="export a BPT3C classifier folder to ONNX (chunk step + head) for onnxruntime",
+        description="Export a saved AwdLstmForSequenceClassification folder into chunk_step.onnx (embedding + LSTMs "
+        "over one chunk, the state in and out) and head.onnx (the classifier head), with its config and tokenizer; "
+        "hf_bpt3c.onnx.OnnxClassifier runs them.",
+    )
+    export.add_argument("model_dir", metavar="MODEL_DIR", help="a save_pretrained folder of the classifier")
+    export.add_argument("--out", required=True, metavar="DIR", help="output folder (new, empty or a previous export)")
+    export.add_argument("--int8", action="store_true", help="also write int8 dynamically quantized graphs")
+    export.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
+    export.set_defaults(run=_export_onnx)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

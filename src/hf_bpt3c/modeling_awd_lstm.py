@@ -38,7 +38,7 @@ from transformers.utils.generic import can_return_tuple
 from .bpt3c_plan import ConcatPool, justify_order, kept_columns, left_justify, plan_chunks, shift_right
 from .configuration_awd_lstm import AwdLstmConfig
 from .hardware import bf16_is_native, float32_where_bf16_is_emulated
-from .lstm_kernels import drop_connect, keep_mask, lstm_forward
+from .lstm_kernels import Int8LstmWeights, LstmWeights, drop_connect, keep_mask, lstm_forward
 from .saving import load_checked, push_card, save_atomically
 from .validation import checked_inputs, checked_labels
 
@@ -140,7 +140,8 @@ class AwdLstmLayer(nn.Module):
     """One LSTM layer with DropConnect on its hidden-to-hidden weight.
 
     The parameters are those of a one-layer `nn.LSTM` (gate order i, f, g, o). The dropped recurrent weight is
-    computed inside the forward and handed to `torch.lstm`; nothing derived is stored on the module.
+    computed inside the forward and handed to `torch.lstm`; nothing derived is stored on the module, except in a
+    model made for int8 inference (`hf_bpt3c.quantize_for_cpu`), whose layers compute with `int8_weights`.
     """
 
     def __init__(self, input_size: int, hidden_size: int, weight_dropout: float):
@@ -150,6 +151,7 @@ class AwdLstmLayer(nn.Module):
         self.weight_hh = nn.Parameter(torch.empty(4 * hidden_size, hidden_size))
         self.bias_ih = nn.Parameter(torch.empty(4 * hidden_size))
         self.bias_hh = nn.Parameter(torch.empty(4 * hidden_size))
+        self.int8_weights: Int8LstmWeights | None = None
 
     def recurrent_mask(self) -> torch.Tensor | None:
         """A fresh DropConnect draw: bool `(4*hidden, hidden)`, True where `weight_hh` is kept (training), or None
@@ -168,6 +170,12 @@ class AwdLstmLayer(nn.Module):
     def weights(self, keep: torch.Tensor | None = None) -> list[torch.Tensor]:
         return [self.weight_ih, self.recurrent_weight(keep), self.bias_ih, self.bias_hh]
 
+    def kernel_weights(self) -> LstmWeights | Int8LstmWeights:
+        """What `lstm_forward` computes with: the int8 weights if the layer has them, else the parameters."""
+        if self.int8_weights is not None:
+            return self.int8_weights
+        return (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+
     def forward(
         self,
         x: torch.Tensor,
@@ -183,8 +191,8 @@ class AwdLstmLayer(nn.Module):
         products in bfloat16 (see `AwdLstmConfig.compute_dtype`).
         """
         keep = self.recurrent_mask() if keep is None else keep
-        parameters = (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
-        return lstm_forward(x, state, parameters, keep, self.weight_dropout, self.training, compute_dtype)
+        weights = self.kernel_weights()
+        return lstm_forward(x, state, weights, keep, self.weight_dropout, self.training, compute_dtype)
 
     def forward_packed(
         self,
@@ -197,10 +205,8 @@ class AwdLstmLayer(nn.Module):
         """The same on a packed sequence: `data` `(total_tokens, input_size)` in `PackedSequence` order
         (`compute_dtype`: the LSTM runs in that dtype)."""
         keep = self.recurrent_mask() if keep is None else keep
-        parameters = (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
-        return lstm_forward(
-            data, state, parameters, keep, self.weight_dropout, self.training, compute_dtype, batch_sizes
-        )
+        weights = self.kernel_weights()
+        return lstm_forward(data, state, weights, keep, self.weight_dropout, self.training, compute_dtype, batch_sizes)
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}, weight_dropout={self.weight_dropout}"

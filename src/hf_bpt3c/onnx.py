@@ -1,0 +1,338 @@
+"""ONNX export of the BPT3C classifier, and `OnnxClassifier`, which runs it with ONNX Runtime.
+
+BPT3C reads a document in chunks and carries the LSTM state between them, so the export is two graphs and the
+loop stays in Python:
+
+- `chunk_step.onnx`: `input_ids` `(batch, seq)` int64 and the state `h_0, c_0, ..., h_{L-1}, c_{L-1}` (each
+  `(batch, layer_size)`) -> `output` `(batch, seq, embedding_size)` (the last layer's outputs) and the new state
+  `h_0_out, c_0_out, ...`. Dynamic batch and seq; one ONNX `LSTM` node per layer.
+- `head.onnx`: `pooled` `(batch, 3*embedding_size)` -> `logits` `(batch, num_labels)` (BatchNorm/Linear/ReLU).
+- with `int8=True`, also `chunk_step.int8.onnx` and `head.int8.onnx` (ONNX Runtime's dynamic quantization: int8
+  weights per output channel; the LSTMs become `DynamicQuantizeLSTM`, the head's MatMuls integer MatMuls).
+- `config.json`, the tokenizer files when the model folder has a tokenizer, and `onnx_export.json` (the manifest:
+  which files, opset, int8) that marks the folder as an export, which a later export may replace.
+
+`OnnxClassifier` repeats `AwdLstmForSequenceClassification.forward` in inference: it validates and left-justifies
+the documents with the model's own functions, plans the chunks with `bpt3c_plan.plan_chunks` and pools with
+`bpt3c_plan.ConcatPool` (torch on CPU for this bookkeeping), and runs the two graphs for the arithmetic.
+
+The export uses PyTorch's TorchScript-based exporter (`dynamo=False`): in torch 2.13 the dynamo exporter
+specializes the sequence length of `torch.lstm` (its graph runs only at the example's length).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .bpt3c_plan import ConcatPool, kept_columns, left_justify, plan_chunks, shift_right
+from .configuration_awd_lstm import AwdLstmConfig
+from .modeling_awd_lstm import AwdLstmForSequenceClassification
+from .validation import checked_inputs
+
+MANIFEST = "onnx_export.json"
+STEP_FILE, HEAD_FILE = "chunk_step.onnx", "head.onnx"
+DEFAULT_OPSET = 17
+
+
+def state_names(num_layers: int, suffix: str = "") -> list[str]:
+    """`["h_0", "c_0", "h_1", ...]` (+ suffix): the state inputs (outputs with `"_out"`) of `chunk_step.onnx`."""
+    return [f"{kind}_{i}{suffix}" for i in range(num_layers) for kind in ("h", "c")]
+
+
+def int8_name(file: str) -> str:
+    return file.replace(".onnx", ".int8.onnx")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Export
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class ChunkStep(nn.Module):
+    """One BPT3C chunk: `(input_ids (batch, seq), h_0, c_0, ...)` -> `(output (batch, seq, emb), h_0, c_0, ...)`."""
+
+    def __init__(self, model: AwdLstmForSequenceClassification):
+        super().__init__()
+        self.awd_lstm = model.awd_lstm
+
+    def forward(self, input_ids: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        pairs = tuple(zip(state[0::2], state[1::2]))
+        out, new_state, _ = self.awd_lstm.run_layers(self.awd_lstm.embed(input_ids=input_ids), pairs)
+        return (out, *(t for pair in new_state for t in pair))
+
+
+def export_onnx(
+    model_or_dir: AwdLstmForSequenceClassification | str | os.PathLike,
+    out_dir: str | os.PathLike,
+    int8: bool = False,
+    opset: int = DEFAULT_OPSET,
+    tokenizer=None,
+) -> Path:
+    """Export a BPT3C classifier (a model, or a `save_pretrained` folder) into `out_dir`; returns its path.
+
+    Writes the files listed in the module docstring into a staging folder next to `out_dir`, then moves it into
+    place. `out_dir` must be new, empty or a previous export (anything else is refused with a ValueError).
+    tokenizer: saved with the graphs (default: the folder's tokenizer, if it has one).
+    """
+    out_dir = Path(out_dir)
+    _check_out_dir(out_dir)
+    model, tokenizer = _load_for_export(model_or_dir, tokenizer)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.exporting-", dir=out_dir.parent))
+    try:
+        files = _write_export(model, tokenizer, staging, int8, opset)
+        manifest = {"format": 1, "opset": opset, "int8": int8, "files": sorted([*files, MANIFEST])}
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        _replace_dir(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out_dir
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"out_dir (--out) {out_dir} is a file, not a folder")
+    if not out_dir.is_dir() or not any(out_dir.iterdir()):
+        return
+    manifest = out_dir / MANIFEST
+    listed = set(json.loads(manifest.read_text(encoding="utf-8"))["files"]) if manifest.is_file() else set()
+    others = sorted(path.name for path in out_dir.iterdir() if path.name not in listed)
+    if not listed or others:
+        raise ValueError(
+            f"out_dir (--out) {out_dir} is not empty and not a previous ONNX export (it holds {others[:5]}); "
+            "choose a new or empty folder"
+        )
+
+
+def _load_for_export(model_or_dir, tokenizer) -> tuple[AwdLstmForSequenceClassification, object]:
+    """A float32 eval copy of the classifier (LSTM products in float32), and the tokenizer to save (or None)."""
+    if isinstance(model_or_dir, AwdLstmForSequenceClassification):
+        model = copy.deepcopy(model_or_dir)
+    elif isinstance(model_or_dir, (str, os.PathLike)):
+        folder = Path(model_or_dir)
+        if not (folder / "config.json").is_file():
+            raise FileNotFoundError(f"model_or_dir (MODEL_DIR) {folder} has no config.json")
+        model = AwdLstmForSequenceClassification.from_pretrained(folder, dtype=torch.float32)
+        if tokenizer is None and any((folder / f).is_file() for f in ("tokenizer_config.json", "tokenizer.json")):
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(folder)
+    else:
+        raise TypeError(
+            "model_or_dir must be an AwdLstmForSequenceClassification or a folder path, "
+            f"got {type(model_or_dir).__name__}"
+        )
+    model.config.compute_dtype = "float32"
+    return model.float().eval(), tokenizer
+
+
+def _write_export(model, tokenizer, folder: Path, int8: bool, opset: int) -> list[str]:
+    """Write the graphs, config and tokenizer into `folder`; returns the names of the files written."""
+    config = model.config
+    batch, seq = 2, 7  # example shapes, neither 1 nor equal to another size
+    ids = torch.randint(0, config.vocab_size, (batch, seq))
+    state = [torch.zeros(batch, size) for _, size in config.layer_sizes for _ in range(2)]
+    by_batch = {0: "batch"}
+    step_inputs = {"input_ids": {0: "batch", 1: "seq"}} | dict.fromkeys(state_names(len(config.layer_sizes)), by_batch)
+    step_outputs = {"output": {0: "batch", 1: "seq"}} | dict.fromkeys(
+        state_names(len(config.layer_sizes), "_out"), by_batch
+    )
+    _export(ChunkStep(model).eval(), (ids, *state), folder / STEP_FILE, step_inputs, step_outputs, opset)
+    pooled = torch.randn(batch, 3 * config.embedding_size)
+    _export(model.classifier, (pooled,), folder / HEAD_FILE, {"pooled": by_batch}, {"logits": by_batch}, opset)
+    if int8:
+        for file in (STEP_FILE, HEAD_FILE):
+            quantize_int8(folder / file, folder / int8_name(file))
+    config.save_pretrained(folder)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(folder)
+    return sorted(path.name for path in folder.iterdir())
+
+
+def _export(module: nn.Module, args: tuple, path: Path, inputs: dict, outputs: dict, opset: int) -> None:
+    """`torch.onnx.export` (TorchScript exporter) of `module` in eval mode; inputs/outputs: name -> dynamic axes."""
+    with torch.no_grad(), _quiet():
+        torch.onnx.export(
+            module,
+            args,
+            str(path),
+            dynamo=False,
+            opset_version=opset,
+            input_names=list(inputs),
+            output_names=list(outputs),
+            dynamic_axes=inputs | outputs,
+        )
+
+
+def quantize_int8(source: Path, target: Path) -> None:
+    """ONNX Runtime's dynamic int8 quantization (weights per output channel, activations per call)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with _quiet():  # its "consider pre-processing" advice: shape inference adds nothing to these static graphs
+        quantize_dynamic(source, target, per_channel=True, weight_type=QuantType.QInt8)
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence the exporters' and the quantizer's warnings (deprecation, LSTM batch-size advice, pre-processing)."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(previous)
+
+
+def _replace_dir(staging: Path, out_dir: Path) -> None:
+    """Move `staging` to `out_dir`, replacing an empty folder or a previous export (renames only)."""
+    old = None
+    if out_dir.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+        os.replace(out_dir, old / "export")
+    os.replace(staging, out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Runner
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class OnnxClassifier:
+    """Run an export of `export_onnx` with ONNX Runtime: `runner(input_ids, attention_mask=None)` -> logits.
+
+    folder: the export; int8: use the quantized graphs (exported with `int8=True`); providers: ONNX Runtime
+    execution providers (default: CPU); intra_op_num_threads: threads per graph call (default: ONNX Runtime's).
+    """
+
+    def __init__(self, folder, int8: bool = False, providers=None, intra_op_num_threads: int | None = None):
+        import onnxruntime as ort
+
+        self.folder = Path(folder)
+        manifest_path = self.folder / MANIFEST
+        if not manifest_path.is_file():
+            raise FileNotFoundError(f"folder {self.folder} is not an ONNX export of hf_bpt3c (no {MANIFEST})")
+        if int8 and not json.loads(manifest_path.read_text(encoding="utf-8"))["int8"]:
+            raise ValueError(f"int8=True but {self.folder} was exported without int8 (export_onnx(..., int8=True))")
+        self.config = AwdLstmConfig.from_pretrained(self.folder)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if intra_op_num_threads is not None:
+            options.intra_op_num_threads = intra_op_num_threads
+        providers = providers or ["CPUExecutionProvider"]
+
+        def session(file: str):
+            path = self.folder / (int8_name(file) if int8 else file)
+            return ort.InferenceSession(str(path), options, providers=providers)
+
+        self.step, self.head = session(STEP_FILE), session(HEAD_FILE)
+        self.state_names = state_names(self.config.num_hidden_layers)
+        self._tokenizer = None
+
+    def __call__(self, input_ids, attention_mask=None) -> np.ndarray:
+        """input_ids: `(batch, seq)` integer array; attention_mask: `(batch, seq)`, 1 token / 0 padding (left or
+        right; default: `config.pad_token_id` marks padding). Returns float32 logits `(batch, num_labels)`."""
+        tokens, lengths = self._justified_documents(input_ids, attention_mask)
+        pooled = self.encode_documents(tokens, lengths)
+        return self.head.run(["logits"], {"pooled": pooled})[0]
+
+    def _justified_documents(self, input_ids, attention_mask) -> tuple[torch.Tensor, torch.Tensor]:
+        """As `AwdLstmForSequenceClassification._justified_documents`: `(batch, seq)` ids with each document's
+        tokens first (reversed for a backward model), and the lengths `(batch,)`."""
+        ids = _as_tensor(input_ids, "input_ids", integer=True)
+        mask = None if attention_mask is None else _as_tensor(attention_mask, "attention_mask")
+        tokens, mask = checked_inputs(self.config, ids, None, mask, pad_is_padding=True)
+        if mask is None:
+            lengths = torch.full(tokens.shape[:1], tokens.size(1), dtype=torch.long)
+            return (tokens.flip(1) if self.config.backwards else tokens), lengths
+        lengths = mask.sum(dim=1)
+        if bool((lengths == 0).any()):
+            row = int((lengths == 0).nonzero()[0, 0])
+            raise ValueError(f"document {row} has no token (its attention_mask row is all 0): it cannot be classified")
+        return left_justify(tokens, mask, reverse=self.config.backwards), lengths
+
+    def encode_documents(self, tokens: torch.Tensor, lengths: torch.Tensor) -> np.ndarray:
+        """BPT3C over left-justified `tokens` `(batch, seq)` of `lengths` `(batch,)`: the concat-pooled features
+        `(batch, 3*embedding_size)` float32, as `AwdLstmForSequenceClassification.encode_documents` in eval."""
+        config = self.config
+        plan = plan_chunks(lengths, config.bptt, config.max_len, grad=False, training=False)
+        tokens = shift_right(tokens[plan.order], plan.first, plan.lengths).numpy()  # longest first
+        batch = tokens.shape[0]
+        state = [np.zeros((batch, size), np.float32) for _, size in config.layer_sizes for _ in range(2)]
+        pool = ConcatPool(batch, config.embedding_size, torch.empty(0))
+        for chunk in plan.chunks:
+            n = chunk.rows
+            feeds = {"input_ids": np.ascontiguousarray(tokens[:n, chunk.start : chunk.end])}
+            feeds |= {name: s[:n] for name, s in zip(self.state_names, state)}
+            out, *new_state = self.step.run(None, feeds)
+            if chunk.pooled:
+                pool.update(torch.from_numpy(out), *kept_columns(chunk, plan.ends[:n], plan.kept_from[:n]))
+            state = [np.concatenate([new, old[n:]]) for new, old in zip(new_state, state)]
+        return pool.result()[plan.restore].numpy()
+
+    @property
+    def tokenizer(self):
+        """The export's tokenizer (ValueError if it has none)."""
+        if self._tokenizer is None:
+            if not (self.folder / "tokenizer_config.json").is_file():
+                raise ValueError(f"{self.folder} holds no tokenizer: pass token ids to the runner instead of texts")
+            from transformers import AutoTokenizer
+
+            self._tokenizer = AutoTokenizer.from_pretrained(self.folder)
+        return self._tokenizer
+
+    def predict(self, texts: str | list[str], top_k: int | None = 1, batch_size: int = 16) -> list:
+        """Classify texts like `pipeline("text-classification")`: per text `{"label", "score"}` (top_k=1), or the
+        `top_k` best (None: all) as a list of them. Scores: softmax, or sigmoid for multi-label / one label."""
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        if not all(isinstance(text, str) for text in texts):
+            raise TypeError("texts must be a str or a list of str")
+        logits = np.concatenate([self._logits_of(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)])
+        sigmoid = self.config.problem_type == "multi_label_classification" or self.config.num_labels == 1
+        scores = 1 / (1 + np.exp(-logits)) if sigmoid else _softmax(logits)
+        id2label = self.config.id2label
+        results = []
+        for row in scores:
+            best = np.argsort(-row, kind="stable")[: top_k if top_k is not None else len(row)]
+            ranked = [{"label": id2label[int(i)], "score": float(row[i])} for i in best]
+            results.append(ranked[0] if top_k == 1 else ranked)
+        return results
+
+    def _logits_of(self, texts: list[str]) -> np.ndarray:
+        encoded = self.tokenizer(texts, padding=True, return_tensors="np")
+        return self(encoded["input_ids"], encoded["attention_mask"])
+
+
+def _as_tensor(value, name: str, integer: bool = False) -> torch.Tensor:
+    """A numpy array (or nested list) as a CPU tensor; integer ids as int64, else a TypeError naming `name`."""
+    if isinstance(value, torch.Tensor):
+        value = value.cpu().numpy()
+    array = np.asarray(value)
+    if integer and array.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be an integer array of shape (batch, seq), got dtype {array.dtype}")
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be a numeric array of shape (batch, seq), got dtype {array.dtype}")
+    return torch.from_numpy(np.ascontiguousarray(array.astype(np.int64) if integer else array))
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+__all__ = ["export_onnx", "OnnxClassifier", "quantize_int8"]
