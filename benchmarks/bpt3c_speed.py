@@ -239,8 +239,13 @@ class Memory:
             return int(next(line for line in f if line.startswith(name + ":")).split()[1]) / 1024
 
 
+SERVING = ("int8", "onnx-fp32", "onnx-int8")  # inference-only versions of ours, each in a worker of its own
+
+
 class Worker:
-    """Holds one model (fastai or ours) in one mode and runs requests `{"workload", "dtype"}`."""
+    """Holds one model (fastai or ours) in one mode and runs requests `{"workload", "dtype"}`. Modes: "train",
+    "infer", or one of `SERVING` (ours made int8 or exported to ONNX Runtime; the float model is then dropped, so
+    that the worker's memory is that of the serving model)."""
 
     def __init__(self, framework: str, mode: str, plan: Plan, imdb: dict | None):
         self.framework, self.mode, self.plan, self.imdb = framework, mode, plan, imdb
@@ -250,8 +255,9 @@ class Worker:
         self.model.train(mode == "train")
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-4) if mode == "train" else None
         self.memory = Memory(self.device)
-        self.serving: dict[str, object] = {}  # int8 / ONNX Runtime versions of the model, made on first use
         self._export_dir = None
+        if mode in SERVING:
+            self.model = self.serving_model(mode)
 
     def batches(self, workload: str) -> list[Batch]:
         kind, _, arg = workload.partition(":")
@@ -280,12 +286,12 @@ class Worker:
         # tokens whose forward is also back-propagated (each document's last max_len): 2 more forwards' FLOPs each
         result["grad_tokens"] = sum(int(b.mask.sum(1).clamp(max=self.plan.max_len).sum()) for b in batches)
         result["step_mb"] = result["peak_mb"] - before
-        if self.mode == "infer" and workload.partition(":")[0] == "imdb":
+        if self.mode != "train" and workload.partition(":")[0] == "imdb":
             result["logits"] = torch.cat(logits).float().tolist()
         return result
 
     def step(self, batch: Batch) -> torch.Tensor:
-        if self.mode == "infer":
+        if self.mode != "train":
             with torch.no_grad():
                 return self.forward(batch).detach().cpu()
         logits = self.forward(batch)
@@ -297,35 +303,27 @@ class Worker:
     def forward(self, batch: Batch) -> torch.Tensor:
         if self.framework == "fastai":
             return self.model(batch.ids)[0]
-        if self.dtype.startswith("onnx"):
-            logits = self.serving_model(self.dtype)(batch.ids.numpy(), attention_mask=batch.mask.numpy())
-            return torch.from_numpy(logits)
-        model = self.serving_model(self.dtype) if self.dtype == "int8" else self.model
-        return model(batch.ids, attention_mask=batch.mask).logits
+        if self.mode.startswith("onnx"):
+            return torch.from_numpy(self.model(batch.ids.numpy(), attention_mask=batch.mask.numpy()))
+        return self.model(batch.ids, attention_mask=batch.mask).logits
 
-    def serving_model(self, dtype: str):
-        """The int8 copy (`quantize_for_cpu`) or an ONNX Runtime runner of the export (made once, before timing
-        starts: the warm-up request asks for each)."""
-        if dtype not in self.serving:
-            import tempfile
+    def serving_model(self, mode: str):
+        """Ours as `mode`: the int8 copy (`quantize_for_cpu`) or an ONNX Runtime runner of its export."""
+        import tempfile
 
-            import hf_bpt3c
+        import hf_bpt3c
 
-            self.model.config.compute_dtype = "float32"
-            if dtype == "int8":
-                self.serving[dtype] = hf_bpt3c.quantize_for_cpu(self.model)
-            else:
-                from hf_bpt3c.onnx import OnnxClassifier, export_onnx
+        self.model.config.compute_dtype = "float32"
+        if mode == "int8":
+            return hf_bpt3c.quantize_for_cpu(self.model)
+        from hf_bpt3c.onnx import OnnxClassifier, export_onnx
 
-                if self._export_dir is None:
-                    self._export_dir = tempfile.TemporaryDirectory()
-                    export_onnx(self.model, Path(self._export_dir.name) / "onnx", int8=True)
-                threads = self.plan.threads or torch.get_num_threads()
-                runner = OnnxClassifier(
-                    Path(self._export_dir.name) / "onnx", int8=dtype == "onnx-int8", intra_op_num_threads=threads
-                )
-                self.serving[dtype] = runner
-        return self.serving[dtype]
+        self._export_dir = tempfile.TemporaryDirectory()
+        export_onnx(self.model, Path(self._export_dir.name) / "onnx", int8=mode == "onnx-int8")
+        threads = self.plan.threads or torch.get_num_threads()
+        return OnnxClassifier(
+            Path(self._export_dir.name) / "onnx", int8=mode == "onnx-int8", intra_op_num_threads=threads
+        )
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -360,7 +358,7 @@ class WorkerProcess:
 
     def wait_ready(self, warm_up: str, dtypes: list[str]) -> None:
         """Wait for the worker's model, then run a short warm-up request in each dtype (allocator, thread pool,
-        kernels, the int8 copy and ONNX sessions)."""
+        kernels)."""
         self._read()
         for dtype in dtypes:
             self.request(warm_up, dtype)
@@ -498,6 +496,11 @@ def main() -> None:
     run_benchmark(plan, dtypes, [] if args.no_int8 or device.type != "cpu" else serving_dtypes())
 
 
+def ours_worker(mode: str, dtype: str) -> str:
+    """The name of our worker that runs `dtype` in `mode` (the serving versions have workers of their own)."""
+    return f"ours:{dtype}" if dtype in SERVING else f"ours:{mode}"
+
+
 def serving_dtypes() -> list[str]:
     """The inference-only rows: PyTorch int8, and ONNX Runtime float32 / int8 where onnxruntime is installed."""
     try:
@@ -534,17 +537,17 @@ def run_benchmark(plan: Plan, dtypes: list[str], serving: list[str]) -> None:
     workers = {
         f"{fw}:{mode}": WorkerProcess(fw, mode, plan, imdb_path) for fw in frameworks for mode in ("train", "infer")
     }
+    workers |= {f"ours:{mode}": WorkerProcess("ours", mode, plan, imdb_path) for mode in serving}
     rows, sweep = [], []
     try:
         mode_dtypes = {"train": dtypes, "infer": dtypes + serving}
         for name, worker in workers.items():
-            worker.wait_ready(f"sweep:{2 * plan.bptt}", mode_dtypes[name.split(":")[1]] if "ours" in name else ["fp32"])
+            framework, mode = name.split(":")
+            warm_dtypes = ["fp32"] if framework == "fastai" else [mode] if mode in SERVING else dtypes
+            worker.wait_ready(f"sweep:{2 * plan.bptt}", warm_dtypes)
         for mode in ("train", "infer"):
-            runs = [
-                (f"{fw}:{mode}", "fp32" if fw == "fastai" else d)
-                for fw in frameworks
-                for d in (mode_dtypes[mode] if fw == "ours" else ["fp32"])
-            ]
+            runs = [("fastai:" + mode, "fp32")] if "fastai" in frameworks else []
+            runs += [(ours_worker(mode, d), d) for d in mode_dtypes[mode]]
             for workload in [f"uniform:{n}" for n in plan.uniform_lengths]:
                 rows.append((workload, mode, measure(workers, runs, workload, plan.reps)))
                 print(f"[{time.perf_counter() - started:6.0f}s] {mode} {workload} done", file=sys.stderr, flush=True)
@@ -622,7 +625,7 @@ def report(
         print(f"\nAgreement with ours fp32 (random-weight model, IMDb sample, {len(fp32)} documents):\n")
         for dtype in mode_dtypes["infer"]:
             if dtype != "fp32":
-                other = torch.tensor(imdb_infer[("ours:infer", dtype)].logits)
+                other = torch.tensor(imdb_infer[(ours_worker("infer", dtype), dtype)].logits)
                 agree = (fp32.argmax(1) == other.argmax(1)).float().mean().item()
                 print(
                     f"- {dtype} vs fp32: argmax agreement {100 * agree:.1f}%, max |logit difference| "
@@ -648,7 +651,7 @@ def print_throughput_table(mode: str, dtypes: list[str], rows: list, peaks: dict
 
     for workload, _, results in rows:
         base = results.get((f"fastai:{mode}", "fp32"))
-        mine = [results[(f"ours:{mode}", d)] for d in dtypes]
+        mine = [results[(ours_worker(mode, d), d)] for d in dtypes]
         cells = [workload.replace("uniform:", "uniform "), f"{base.tokens_per_s:,.0f}" if base else "n/a"]
         cells += [f"{r.tokens_per_s:,.0f} ({ratio(r.tokens_per_s, base and base.tokens_per_s)})" for r in mine]
         cells += [f"{base.peak_mb:,.0f}" if base else "n/a"]

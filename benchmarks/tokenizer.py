@@ -73,7 +73,7 @@ def _encode_slice(args: tuple[list[str], int]) -> list[list[int]]:
 
 def run_ours(texts: list[str], batch_size: int, num_proc: int) -> None:
     """Encode ``texts`` in this process (``num_proc=1``) or split over forked worker processes."""
-    tokenization_awd_lstm._CACHE.clear()
+    tokenization_awd_lstm.clear_caches()
     if num_proc == 1:
         encode_all(texts, batch_size)
         return

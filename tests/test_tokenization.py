@@ -243,3 +243,52 @@ def test_extra_call_options(tok):
     assert tok([])["input_ids"] == []
     over = tok(CORPUS[0], truncation=True, max_length=6, stride=1, return_overflowing_tokens=True)
     assert len(over["input_ids"]) > 2 and set(over["overflow_to_sample_mapping"]) == {0}
+
+
+def backend_ids(tokenizer: AwdLstmTokenizer, texts: list[str], add_special_tokens: bool = True) -> list[list[int]]:
+    """The ids of the Rust backend on the whole rule-processed documents (the reference for the chunk-id memo)."""
+    from hf_bpt3c.tokenization_awd_lstm import fastai_tokenize
+
+    bodies = [fastai_tokenize(text) for text in texts]
+    return [e.ids for e in tokenizer.backend_tokenizer.encode_batch(bodies, add_special_tokens=add_special_tokens)]
+
+
+_TRICKY = st.sampled_from(
+    ["xxbos", "xxunk", "xxbos-", "-xxpad", "XXBOS's", "xxeos.", "xxmaj", "don't", "DVD", "10/10", "<br />", "&amp;"]
+)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    words=st.lists(st.one_of(_TRICKY, st.text(max_size=8)), max_size=12),
+    separators=st.lists(st.sampled_from([" ", "  ", "\n", " \t ", ""]), min_size=12, max_size=12),
+    split=st.booleans(),
+    add_special_tokens=st.booleans(),
+)
+def test_chunk_id_memo_equals_backend(tok, words, separators, split, add_special_tokens):
+    """The plain call (chunk-id memo) gives the backend's ids on whole documents, special tokens in the text too."""
+    text = "".join(w + s for w, s in zip(words, separators))
+    out = tok([text, text[::-1]], split_special_tokens=split, add_special_tokens=add_special_tokens)
+    tok.backend_tokenizer.encode_special_tokens = split
+    try:
+        assert out["input_ids"] == backend_ids(tok, [text, text[::-1]], add_special_tokens)
+    finally:
+        tok.backend_tokenizer.encode_special_tokens = False
+    assert out["attention_mask"] == [[1] * len(ids) for ids in out["input_ids"]]
+
+
+def test_chunk_id_memo_follows_added_tokens_and_eos(tmp_path):
+    """Tokens added after a call, and a post-processor that also appends xxeos, are honoured by the memo."""
+    tokenizer = AwdLstmTokenizer.from_texts(CORPUS)
+    text = "great movie, superlative acting"
+    before = tokenizer(text)["input_ids"]
+    tokenizer.add_tokens(["superlative"])
+    after = tokenizer(text)["input_ids"]
+    assert after != before and after == backend_ids(tokenizer, [text])[0]
+    with_eos = AwdLstmTokenizer.from_texts(CORPUS)
+    assert with_eos(text)["input_ids"][-1] != with_eos.eos_token_id
+    with_eos.add_eos_token = True  # transformers rebuilds the post-processor
+    ids = with_eos(text)["input_ids"]
+    assert ids[0] == with_eos.bos_token_id and ids[-1] == with_eos.eos_token_id
+    assert ids == backend_ids(with_eos, [text])[0]
+    assert with_eos([text], return_tensors="pt")["input_ids"].tolist() == [ids]

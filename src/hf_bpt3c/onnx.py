@@ -298,13 +298,19 @@ class OnnxClassifier:
 
     def predict(self, texts: str | list[str], top_k: int | None = 1, batch_size: int = 16) -> list:
         """Classify texts like `pipeline("text-classification")`: per text `{"label", "score"}` (top_k=1), or the
-        `top_k` best (None: all) as a list of them. Scores: softmax, or sigmoid for multi-label / one label."""
+        `top_k` best (None: all) as a list of them. Scores: softmax, sigmoid for multi-label / one label, the raw
+        value for regression."""
         texts = [texts] if isinstance(texts, str) else list(texts)
         if not all(isinstance(text, str) for text in texts):
             raise TypeError("texts must be a str or a list of str")
         logits = np.concatenate([self._logits_of(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)])
-        sigmoid = self.config.problem_type == "multi_label_classification" or self.config.num_labels == 1
-        scores = 1 / (1 + np.exp(-logits)) if sigmoid else _softmax(logits)
+        problem_type = self.config.problem_type
+        if problem_type == "regression":  # as transformers' text-classification pipeline: the raw value
+            scores = logits
+        elif problem_type == "multi_label_classification" or self.config.num_labels == 1:
+            scores = 1 / (1 + np.exp(-logits))
+        else:
+            scores = _softmax(logits)
         id2label = self.config.id2label
         results = []
         for row in scores:

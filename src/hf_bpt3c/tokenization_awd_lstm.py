@@ -10,6 +10,11 @@ Pipeline (same order and output as fastai's ``Tokenizer(SpacyTokenizer('en'))`` 
 3. the words, joined by single spaces, go in one batch to the Rust backend (``CharDelimiterSplit(" ")``
    pre-tokenizer, ``WordLevel`` or ``Unigram`` model, a post-processor that prepends ``xxbos``).
 
+A word-level vocabulary encodes each whitespace-delimited chunk on its own (the pre-tokenizer splits at spaces,
+a special token cannot span one, the post-processor only prepends ``xxbos``), so the plain call (no padding,
+truncation, offsets or overflow: what ``datasets.map`` does) looks the ids of each chunk up in a memo filled by the
+backend (``_ChunkIds``): the same ids, without building a Rust ``Encoding`` per document.
+
 The saved ``tokenizer.json`` therefore maps fastai-tokenized text (tokens joined by spaces, fastai's on-disk
 format) to ids on its own; raw text needs this class, which ``save_pretrained`` ships as remote code.
 
@@ -31,8 +36,10 @@ from __future__ import annotations
 
 import functools
 import html
+import itertools
 import re
 import unicodedata
+import weakref
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
@@ -340,12 +347,53 @@ def _ws_token(match: re.Match) -> str:
     return f"{token} " if match.string[start - 1] == " " else f" {token} "
 
 
-def fastai_tokenize(text: str) -> str:
-    """Rules + spaCy-like splitting + ``replace_space``: fastai's tokens (without ``xxbos``) joined by spaces."""
+def _chunks(text: str) -> list[str]:
+    """The rule-processed text split at single spaces (whitespace runs made tokens), before word splitting."""
     text = apply_rules(text)
     if _RE_WS_RUN.search(text):
         text = _RE_WS_RUN.sub(_ws_token, text)
-    return " ".join(map(_CACHE.__getitem__, text.split(" ")))
+    return text.split(" ")
+
+
+def fastai_tokenize(text: str) -> str:
+    """Rules + spaCy-like splitting + ``replace_space``: fastai's tokens (without ``xxbos``) joined by spaces."""
+    return " ".join(map(_CACHE.__getitem__, _chunks(text)))
+
+
+class _ChunkIds(dict):
+    """Memo of one tokenizer (one vocabulary, one ``split_special_tokens`` setting): chunk -> the ids the backend
+    gives its words, without special tokens."""
+
+    max_size = 500_000
+
+    def __init__(self, backend: Tokenizer):
+        super().__init__()
+        self.backend = backend
+
+    def __missing__(self, chunk: str) -> tuple[int, ...]:
+        words = _CACHE[chunk]
+        value = tuple(self.backend.encode(words, add_special_tokens=False).ids) if words else ()
+        if len(self) >= self.max_size:
+            self.clear()
+        self[chunk] = value
+        return value
+
+
+def _special_ids_around(backend: Tokenizer) -> tuple[list[int], list[int]]:
+    """The ids the post-processor puts before and after a document's (``xxbos`` before): found around the one id
+    of a known word."""
+    with_specials = backend.encode(UNK, add_special_tokens=True).ids
+    at = with_specials.index(backend.token_to_id(UNK))
+    return with_specials[:at], with_specials[at + 1 :]
+
+
+_CHUNK_IDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # tokenizer -> {(split, vocab size): _ChunkIds}
+
+
+def clear_caches() -> None:
+    """Empty the word-splitting and chunk-id memos (benchmarks start from empty ones)."""
+    _CACHE.clear()
+    _CHUNK_IDS.clear()
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -563,6 +611,18 @@ class AwdLstmTokenizer(TokenizersBackend):
         backend = self.backend_tokenizer
         if backend.encode_special_tokens != split:  # as transformers' own encode does
             backend.encode_special_tokens = split
+        plain = padding_strategy == PaddingStrategy.DO_NOT_PAD and truncation_strategy in (
+            TruncationStrategy.DO_NOT_TRUNCATE,
+            None,
+        )
+        extras = (return_overflowing_tokens, return_special_tokens_mask, return_offsets_mapping, return_length)
+        if plain and not any(extras) and not return_token_type_ids and isinstance(backend.model, models.WordLevel):
+            encoding = self._looked_up(texts, add_special_tokens, split, return_attention_mask)
+            for ids in encoding["input_ids"]:
+                self._eventual_warn_about_too_long_sequence(ids, max_length, verbose)
+            if isinstance(text, str) and return_tensors is None:
+                return BatchEncoding({key: value[0] for key, value in encoding.items()})
+            return BatchEncoding(encoding, tensor_type=return_tensors)
         # Offsets (relative to the rule-processed text) cost as much as the lookup: only compute them on demand.
         encode = backend.encode_batch if return_offsets_mapping else backend.encode_batch_fast
         encodings = encode(list(map(fastai_tokenize, texts)), add_special_tokens=add_special_tokens)
@@ -584,6 +644,19 @@ class AwdLstmTokenizer(TokenizersBackend):
         if isinstance(text, str) and return_tensors is None and not return_overflowing_tokens:
             data = {key: value[0] for key, value in data.items()}
         return BatchEncoding(data, [e for _, row in rows for e in row], tensor_type=return_tensors)
+
+    def _looked_up(self, texts: list[str], add_special_tokens: bool, split: bool, return_attention_mask) -> dict:
+        """`{"input_ids": [...], "attention_mask": [...]}` of `texts` from the chunk-id memo (see the module doc)."""
+        memos = _CHUNK_IDS.setdefault(self, {})
+        key = (split, len(self))  # added tokens change the ids: a new memo
+        if key not in memos:
+            memos[key] = _ChunkIds(self.backend_tokenizer)
+        prefix, suffix = _special_ids_around(self.backend_tokenizer) if add_special_tokens else ([], [])
+        lookup = memos[key].__getitem__
+        ids = [[*prefix, *itertools.chain.from_iterable(map(lookup, _chunks(t))), *suffix] for t in texts]
+        if return_attention_mask is False:
+            return {"input_ids": ids}
+        return {"input_ids": ids, "attention_mask": [[1] * len(row) for row in ids]}
 
     def _encoding_rows(self, encodings: list, **flags) -> list[tuple[dict, list]]:
         """`tokenizers.Encoding`s -> (`{key: [row, ...]}`, encodings) per text, with transformers' own conversion
