@@ -32,12 +32,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_SAMPLE = REPO_ROOT.parent / "shared" / "data" / "imdb_sample" / "texts.csv"
 
 
-def validation_set(csv: Path | None) -> tuple[list[str], np.ndarray, list[str]]:
-    """Texts, label names and the ordered label names of the sample's `is_valid` rows."""
+def validation_set(csv: Path | None) -> tuple[list[str], np.ndarray]:
+    """Texts and label names of the sample's `is_valid` rows."""
     csv = csv or (SHARED_SAMPLE if SHARED_SAMPLE.exists() else hf_bpt3c.data.imdb_sample() / "texts.csv")
     frame = pd.read_csv(csv)
     frame = frame[frame.is_valid.astype(str).str.lower().isin(["true", "1"])]
-    return frame.text.tolist(), frame.label.to_numpy(), sorted(frame.label.unique())
+    return frame.text.tolist(), frame.label.to_numpy()
 
 
 def torch_path(model, tokenizer, input_ids: list[list[int]], batch_size: int) -> Callable[[], np.ndarray]:
@@ -82,11 +82,12 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="also float32 under torch.compile")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    texts, labels, label_names = validation_set(args.data)
+    texts, labels = validation_set(args.data)
     tokenizer = AwdLstmTokenizer.from_pretrained(args.model)
     model = AwdLstmForSequenceClassification.from_pretrained(args.model).eval()
     input_ids = tokenizer(texts)["input_ids"]
-    label_ids = np.array([model.config.label2id[name] for name in labels])
+    label2id = {name: int(i) for i, name in model.config.id2label.items()}
+    label_ids = np.array([label2id[name] for name in labels])
 
     paths = {"PyTorch float32": torch_path(model, tokenizer, input_ids, args.batch_size)}
     if bf16_is_native("cpu"):

@@ -90,3 +90,27 @@ def test_transfer_benchmark_smoke(data_dir, tmp_path):
     report = json.loads((tmp_path / "out" / "results.json").read_text())
     assert set(report["runs"]["1"]) == {"scratch", "pretrained"}
     assert 0 < report["coverage"]["token_share_with_row"] <= 1 and report["coverage"]["perplexity_before"] > 1
+
+
+def test_serving_accuracy_benchmark_on_a_small_classifier(data_dir, tmp_path):
+    """`benchmarks/serving_accuracy.py` on a small random classifier: every path's row, float32 agreeing with itself."""
+    import pandas as pd
+
+    from hf_bpt3c import AwdLstmConfig, AwdLstmForSequenceClassification, AwdLstmTokenizer
+
+    texts = pd.read_csv(data_dir / "imdb_sample" / "texts.csv").text.tolist()
+    tokenizer = AwdLstmTokenizer.from_texts(texts, max_vocab=2000)
+    config = AwdLstmConfig.for_classification(
+        vocab_size=len(tokenizer), embedding_size=16, hidden_size=24, num_hidden_layers=2, num_labels=2,
+        id2label={0: "negative", 1: "positive"},
+    )  # fmt: skip
+    AwdLstmForSequenceClassification(config).save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    script = REPO_ROOT / "benchmarks" / "serving_accuracy.py"
+    command = [sys.executable, str(script), "--model", str(tmp_path / "model"), "--reps", "1", "--threads", "1"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {line.split("|")[1].strip(): line for line in result.stdout.splitlines() if line.startswith("| PyTorch")}
+    assert "| 100.0% | 0.00e+00 |" in rows["PyTorch float32"] and "PyTorch int8" in rows
+    if importlib.util.find_spec("onnxruntime"):
+        assert "| ONNX Runtime int8 |" in result.stdout and "| ONNX Runtime float32 |" in result.stdout

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -175,3 +177,12 @@ def test_refuses_a_non_empty_folder_and_non_models(model, tmp_path):
 def test_bad_inputs_are_refused(runner, ids, mask, error, match):
     with pytest.raises(error, match=match):
         runner(ids, mask)
+
+
+def test_missing_onnxruntime_says_how_to_install(model, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed
+    with pytest.raises(ImportError, match=r"pip install 'hf_bpt3c\[onnx\]'"):
+        export_onnx(model, tmp_path / "x", int8=True)
+    with pytest.raises(ImportError, match=r"pip install 'hf_bpt3c\[onnx\]'"):
+        OnnxClassifier(tmp_path)
+    assert not (tmp_path / "x").exists()

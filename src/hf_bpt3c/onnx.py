@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import importlib
 import json
 import logging
 import os
@@ -44,6 +45,14 @@ from .validation import checked_inputs
 MANIFEST = "onnx_export.json"
 STEP_FILE, HEAD_FILE = "chunk_step.onnx", "head.onnx"
 DEFAULT_OPSET = 17
+
+
+def _require(module: str):
+    """Import an optional dependency, or an ImportError that says how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        raise ImportError(f"{module} is needed for ONNX export and inference: pip install 'hf_bpt3c[onnx]'") from error
 
 
 def state_names(num_layers: int, suffix: str = "") -> list[str]:
@@ -88,6 +97,9 @@ def export_onnx(
     """
     out_dir = Path(out_dir)
     _check_out_dir(out_dir)
+    _require("onnx")
+    if int8:
+        _require("onnxruntime")
     model, tokenizer = _load_for_export(model_or_dir, tokenizer)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.exporting-", dir=out_dir.parent))
@@ -221,8 +233,7 @@ class OnnxClassifier:
     """
 
     def __init__(self, folder, int8: bool = False, providers=None, intra_op_num_threads: int | None = None):
-        import onnxruntime as ort
-
+        ort = _require("onnxruntime")
         self.folder = Path(folder)
         manifest_path = self.folder / MANIFEST
         if not manifest_path.is_file():

@@ -19,9 +19,8 @@ The saved ``tokenizer.json`` therefore maps fastai-tokenized text (tokens joined
 format) to ids on its own; raw text needs this class, which ``save_pretrained`` ships as remote code.
 
 Offsets would refer to the rule-processed text and cost the Rust backend as much as the lookup itself, so they
-are only computed when asked for (``return_offsets_mapping=True``); without them the backend's offset-free
-encoder runs and ``BatchEncoding.tokens()``/``word_ids()`` are empty: use ``tokenize`` or
-``convert_ids_to_tokens`` to see tokens.
+are only computed when asked for (``return_offsets_mapping=True``, which also gives ``BatchEncoding.tokens()`` and
+``word_ids()``); otherwise use ``tokenize`` or ``convert_ids_to_tokens`` to see tokens.
 
 The English punctuation classes below and the tokenizer exceptions (``spacy_english_exceptions``) follow spaCy's
 English defaults (spaCy, MIT licence, (c) ExplosionAI GmbH), restricted to what can occur in fastai's lowercased
