@@ -51,7 +51,7 @@ def quantize_for_cpu(model: AwdLstmPreTrainedModel, engine: str | None = None) -
     `Linear` layers `torch.ops.quantized.linear_dynamic` (an `AwdLstmForCausalLM`'s decoder stays float32).
     It serves predictions only: training it raises, and `save_pretrained` writes the float32 weights (quantize
     again after loading). engine: PyTorch's quantized engine ("x86", "fbgemm" or "onednn"; default: the current
-    one, which is "x86" on x86 CPUs).
+    one, which is "x86" on x86 CPUs), set process-wide in `torch.backends.quantized.engine` as PyTorch does.
     """
     if not isinstance(model, AwdLstmPreTrainedModel):
         raise TypeError(f"model must be an hf_bpt3c AWD-LSTM model, got {type(model).__name__}")
