@@ -669,21 +669,30 @@ class AwdLstmForSequenceClassification(AwdLstmPreTrainedModel):
         attention_mask: torch.Tensor | None,
         inputs_embeds: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Validate the batch (`validation.checked_inputs`; without a mask, `pad_token_id` marks padding); return it
-        with each document's tokens first (`(batch, seq)` ids or `(batch, seq, emb)` embeddings) and the document
-        lengths `(batch,)`."""
-        tokens, mask = checked_inputs(self.config, input_ids, inputs_embeds, attention_mask, pad_is_padding=True)
-        if mask is None:  # every position is a token: nothing to move
-            lengths = torch.full(tokens.shape[:1], tokens.size(1), dtype=torch.long, device=tokens.device)
-            return (tokens.flip(1) if self.config.backwards else tokens), lengths
-        lengths = mask.sum(dim=1)
-        if bool((lengths == 0).any()):
-            row = int((lengths == 0).nonzero()[0, 0])
-            raise ValueError(
-                f"document {row} has no token (its attention_mask row is all 0): an empty document cannot be "
-                "classified; tokenize it (the tokenizer adds xxbos) or drop it"
-            )
-        return left_justify(tokens, mask, reverse=self.config.backwards), lengths
+        return justified_documents(self.config, input_ids, attention_mask, inputs_embeds)
+
+
+def justified_documents(
+    config: AwdLstmConfig,
+    input_ids: torch.Tensor | None,
+    attention_mask: torch.Tensor | None,
+    inputs_embeds: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate a classifier's batch (`validation.checked_inputs`; without a mask, `pad_token_id` marks padding);
+    return it with each document's tokens first, reversed for a backward model (`(batch, seq)` ids or
+    `(batch, seq, emb)` embeddings), and the document lengths `(batch,)`."""
+    tokens, mask = checked_inputs(config, input_ids, inputs_embeds, attention_mask, pad_is_padding=True)
+    if mask is None:  # every position is a token: nothing to move
+        lengths = torch.full(tokens.shape[:1], tokens.size(1), dtype=torch.long, device=tokens.device)
+        return (tokens.flip(1) if config.backwards else tokens), lengths
+    lengths = mask.sum(dim=1)
+    if bool((lengths == 0).any()):
+        row = int((lengths == 0).nonzero()[0, 0])
+        raise ValueError(
+            f"document {row} has no token (its attention_mask row is all 0): an empty document cannot be "
+            "classified; tokenize it (the tokenizer adds xxbos) or drop it"
+        )
+    return left_justify(tokens, mask, reverse=config.backwards), lengths
 
 
 __all__ = [

@@ -37,10 +37,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .bpt3c_plan import ConcatPool, kept_columns, left_justify, plan_chunks, shift_right
+from .bpt3c_plan import ConcatPool, kept_columns, plan_chunks, shift_right
 from .configuration_awd_lstm import AwdLstmConfig
-from .modeling_awd_lstm import AwdLstmForSequenceClassification
-from .validation import checked_inputs
+from .modeling_awd_lstm import AwdLstmForSequenceClassification, justified_documents
 
 MANIFEST = "onnx_export.json"
 STEP_FILE, HEAD_FILE = "chunk_step.onnx", "head.onnx"
@@ -258,24 +257,11 @@ class OnnxClassifier:
     def __call__(self, input_ids, attention_mask=None) -> np.ndarray:
         """input_ids: `(batch, seq)` integer array; attention_mask: `(batch, seq)`, 1 token / 0 padding (left or
         right; default: `config.pad_token_id` marks padding). Returns float32 logits `(batch, num_labels)`."""
-        tokens, lengths = self._justified_documents(input_ids, attention_mask)
-        pooled = self.encode_documents(tokens, lengths)
-        return self.head.run(["logits"], {"pooled": pooled})[0]
-
-    def _justified_documents(self, input_ids, attention_mask) -> tuple[torch.Tensor, torch.Tensor]:
-        """As `AwdLstmForSequenceClassification._justified_documents`: `(batch, seq)` ids with each document's
-        tokens first (reversed for a backward model), and the lengths `(batch,)`."""
         ids = _as_tensor(input_ids, "input_ids", integer=True)
         mask = None if attention_mask is None else _as_tensor(attention_mask, "attention_mask")
-        tokens, mask = checked_inputs(self.config, ids, None, mask, pad_is_padding=True)
-        if mask is None:
-            lengths = torch.full(tokens.shape[:1], tokens.size(1), dtype=torch.long)
-            return (tokens.flip(1) if self.config.backwards else tokens), lengths
-        lengths = mask.sum(dim=1)
-        if bool((lengths == 0).any()):
-            row = int((lengths == 0).nonzero()[0, 0])
-            raise ValueError(f"document {row} has no token (its attention_mask row is all 0): it cannot be classified")
-        return left_justify(tokens, mask, reverse=self.config.backwards), lengths
+        tokens, lengths = justified_documents(self.config, ids, mask)  # as the PyTorch classifier
+        pooled = self.encode_documents(tokens, lengths)
+        return self.head.run(["logits"], {"pooled": pooled})[0]
 
     def encode_documents(self, tokens: torch.Tensor, lengths: torch.Tensor) -> np.ndarray:
         """BPT3C over left-justified `tokens` `(batch, seq)` of `lengths` `(batch,)`: the concat-pooled features
