@@ -66,12 +66,10 @@ logger = logging.getLogger(__name__)
 METRICS_DIR = Path(__file__).resolve().parent / "metrics"
 
 
-@dataclass
-class ClassifierArguments:
-    """The starting checkpoint, BPT3C settings and the ULMFiT classifier recipe."""
+@dataclass(kw_only=True)
+class LabelArguments:
+    """Where the labels are and what kind they are (shared with run_ulmfit.py)."""
 
-    model_name_or_path: str = field(metadata={"help": "LM checkpoint (or classifier) to start from."})
-    tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer folder (default: the model's)."})
     label_column: str = field(
         default="label",
         metadata={
@@ -86,6 +84,14 @@ class ClassifierArguments:
     label_delimiter: str | None = field(
         default=None, metadata={"help": "Multi-label: the separator of the names in one label cell (e.g. ';')."}
     )
+
+
+@dataclass
+class ClassifierArguments(LabelArguments):
+    """The starting checkpoint, BPT3C settings and the ULMFiT classifier recipe."""
+
+    model_name_or_path: str = field(metadata={"help": "LM checkpoint (or classifier) to start from."})
+    tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer folder (default: the model's)."})
     bptt: int = field(default=72, metadata={"help": "BPT3C chunk length."})
     max_len: int = field(default=1440, metadata={"help": "Tokens at the end of each document that get gradient."})
     drop_mult: float = field(default=0.5, metadata={"help": "Multiplier of fastai's classifier dropouts."})

@@ -45,6 +45,7 @@ import transformers
 from run_classification import (
     CARD_METRICS,
     ClassifierArguments,
+    LabelArguments,
     label_columns,
     mean_outputs,
     metrics_for,
@@ -71,7 +72,7 @@ DIRECTIONS = ("forward", "backward")
 
 
 @dataclass
-class UlmfitArguments:
+class UlmfitArguments(LabelArguments):
     """Sizes and the two stages' recipe (defaults: the main job's, sized for 15 minutes on 2 CPU cores)."""
 
     model_name_or_path: str | None = field(
@@ -81,20 +82,6 @@ class UlmfitArguments:
         },
     )
     keep_vocab: bool = field(default=False, metadata={"help": "Keep the pretrained vocabulary (no adaptation)."})
-    label_column: str = field(
-        default="label",
-        metadata={
-            "help": "Column holding the class (the value, for regression); for multi-label, a column of names joined "
-            "by --label_delimiter or several 0/1 columns, comma-separated (a,b,c)."
-        },
-    )
-    problem_type: str = field(
-        default="single_label_classification",
-        metadata={"help": "single_label_classification, multi_label_classification or regression."},
-    )
-    label_delimiter: str | None = field(
-        default=None, metadata={"help": "Multi-label: the separator of the names in one label cell (e.g. ';')."}
-    )
     test_file: str | None = field(
         default=None,
         metadata={

@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -31,6 +32,13 @@ PNG = b"\x89PNG\r\n\x1a\n"
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None  # the scripts' figures need it
 
 
+def imdb_sample_args(data_dir: Path, out: Path) -> list[str]:
+    """run_ulmfit.py's arguments for the IMDb sample (its `is_valid` split) writing into `out`."""
+    texts_csv = str(data_dir / "imdb_sample" / "texts.csv")
+    return ["--train_file", texts_csv, "--split_column", "is_valid", "--text_column", "text", "--label_column", "label",
+            "--output_dir", str(out)]  # fmt: skip
+
+
 def run_script(name: str, *args: str) -> str:
     env = {**os.environ, "PYTHONPATH": str(EXAMPLES)}
     command = [sys.executable, str(EXAMPLES / name), *args, "--report_to", "none", "--disable_tqdm", "true"]
@@ -45,11 +53,7 @@ def test_run_ulmfit_quick_on_the_imdb_sample(data_dir, tmp_path):
     write_test_file(tmp_path / "test.csv", texts)
     stdout = run_script(
         "run_ulmfit.py",
-        "--train_file", str(data_dir / "imdb_sample" / "texts.csv"),
-        "--split_column", "is_valid",
-        "--text_column", "text",
-        "--label_column", "label",
-        "--output_dir", str(out),
+        *imdb_sample_args(data_dir, out),
         "--quick", "--do_predict", "--test_file", str(tmp_path / "test.csv"),
     )  # fmt: skip
     assert "validation accuracy:" in stdout and "predictions of the classifier for 3 texts" in stdout
@@ -74,11 +78,7 @@ def test_run_ulmfit_bidirectional_quick_writes_the_three_accuracies(data_dir, tm
     out = tmp_path / "bidi"
     stdout = run_script(
         "run_ulmfit.py",
-        "--train_file", str(data_dir / "imdb_sample" / "texts.csv"),
-        "--split_column", "is_valid",
-        "--text_column", "text",
-        "--label_column", "label",
-        "--output_dir", str(out),
+        *imdb_sample_args(data_dir, out),
         "--quick", "--bidirectional", "--save_strategy", "no",
     )  # fmt: skip
     assert "ensemble" in stdout
@@ -142,11 +142,7 @@ def test_run_ulmfit_quick_from_a_pretrained_model(data_dir, tmp_path):
     stdout = run_script(
         "run_ulmfit.py",
         "--model_name_or_path", str(tmp_path / "pretrained"),
-        "--train_file", str(data_dir / "imdb_sample" / "texts.csv"),
-        "--split_column", "is_valid",
-        "--text_column", "text",
-        "--label_column", "label",
-        "--output_dir", str(out),
+        *imdb_sample_args(data_dir, out),
         "--lm_extra_file", str(data_dir / "pretrain_corpus" / "corpus.jsonl"),
         "--lm_extra_max_texts", "50",
         "--quick",
