@@ -321,20 +321,29 @@ def _merge_special_spans(tokens: list[str]) -> list[str]:
     return out
 
 
-class _ChunkCache(dict):
-    """Memo: whitespace-free chunk (or whitespace token) -> its tokens joined by spaces."""
+class _Memo(dict):
+    """A dict that fills itself with `compute(key)`, emptied when it reaches `max_size` entries."""
 
     max_size = 500_000
 
-    def __missing__(self, chunk: str) -> str:
-        if any(c.isspace() for c in chunk):  # a whitespace token made by _ws_token: keep it whole
-            value = chunk
-        else:
-            value = " ".join(split_chunk(chunk))
+    def compute(self, key: str):
+        raise NotImplementedError
+
+    def __missing__(self, key: str):
+        value = self.compute(key)
         if len(self) >= self.max_size:
             self.clear()
-        self[chunk] = value
+        self[key] = value
         return value
+
+
+class _ChunkCache(_Memo):
+    """Memo: whitespace-free chunk (or whitespace token) -> its tokens joined by spaces."""
+
+    def compute(self, chunk: str) -> str:
+        if any(c.isspace() for c in chunk):  # a whitespace token made by _ws_token: keep it whole
+            return chunk
+        return " ".join(split_chunk(chunk))
 
 
 _CACHE = _ChunkCache()
@@ -359,23 +368,17 @@ def fastai_tokenize(text: str) -> str:
     return " ".join(map(_CACHE.__getitem__, _chunks(text)))
 
 
-class _ChunkIds(dict):
+class _ChunkIds(_Memo):
     """Memo of one tokenizer (one vocabulary, one ``split_special_tokens`` setting): chunk -> the ids the backend
     gives its words, without special tokens."""
-
-    max_size = 500_000
 
     def __init__(self, backend: Tokenizer):
         super().__init__()
         self.backend = backend
 
-    def __missing__(self, chunk: str) -> tuple[int, ...]:
+    def compute(self, chunk: str) -> tuple[int, ...]:
         words = _CACHE[chunk]
-        value = tuple(self.backend.encode(words, add_special_tokens=False).ids) if words else ()
-        if len(self) >= self.max_size:
-            self.clear()
-        self[chunk] = value
-        return value
+        return tuple(self.backend.encode(words, add_special_tokens=False).ids) if words else ()
 
 
 def _special_ids_around(backend: Tokenizer) -> tuple[list[int], list[int]]:
