@@ -23,7 +23,8 @@ Peak memory is the peak RSS during the request (CUDA: peak allocated memory), af
 the OS and resetting the kernel's peak mark; "step" memory is that peak minus the RSS just before.
 fastai always runs in float32 (its reference behaviour); ours in float32 and/or `compute_dtype="bfloat16"`.
 Inference also has int8 rows, which run on every x86 CPU: PyTorch's (`hf_bpt3c.quantize_for_cpu`) and ONNX
-Runtime's float32 and int8 (`hf_bpt3c.onnx`, when onnxruntime is installed), with their agreement with ours float32.
+Runtime's float32 and int8 (`hf_bpt3c.serving.onnx`, when onnxruntime is installed), with their agreement with
+ours float32.
 On CUDA the same script runs on the GPU (cuDNN; ours in bf16 runs the LSTM on bf16 copies of its arguments).
 """
 
@@ -171,7 +172,7 @@ def tokenize_imdb(plan: Plan) -> dict:
     """The IMDb sample tokenized with our tokenizer (vocabulary of at most `plan.vocab` tokens, min_freq 3)."""
     import pandas as pd
 
-    from hf_bpt3c.tokenization_awd_lstm import AwdLstmTokenizer
+    from hf_bpt3c.models.awd_lstm.tokenization_awd_lstm import AwdLstmTokenizer
 
     frame = pd.read_csv(IMDB_CSV)
     if plan.imdb_max_docs:
@@ -316,7 +317,7 @@ class Worker:
         self.model.config.compute_dtype = "float32"
         if mode == "int8":
             return hf_bpt3c.quantize_for_cpu(self.model)
-        from hf_bpt3c.onnx import OnnxClassifier, export_onnx
+        from hf_bpt3c.serving.onnx import OnnxClassifier, export_onnx
 
         self._export_dir = tempfile.TemporaryDirectory()
         export_onnx(self.model, Path(self._export_dir.name) / "onnx", int8=mode == "onnx-int8")
@@ -483,7 +484,7 @@ def main() -> None:
             parser.error(f"--imdb-every must be a positive integer, got {args.imdb_every}")
         plan = replace(plan, imdb_every=args.imdb_every)
     # imported here, not at the top: a fastai worker process must not load transformers (its memory is measured)
-    from hf_bpt3c.hardware import FORCE_BF16_ENV, bf16_is_native, cpu_summary  # noqa: I001
+    from hf_bpt3c.models.awd_lstm.hardware import FORCE_BF16_ENV, bf16_is_native, cpu_summary  # noqa: I001
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     print(f"# {cpu_summary()}" + (f" | CUDA {torch.cuda.get_device_name()}" if device.type == "cuda" else ""))
@@ -570,7 +571,7 @@ def report(
     plan: Plan, device: torch.device, mode_dtypes: dict, peaks: dict, imdb: dict, rows: list, sweep: list, wall: float
 ):
     """Print the markdown tables (throughput, memory, FLOP-bound fractions, memory sweep, bf16 agreement)."""
-    from hf_bpt3c import hardware
+    from hf_bpt3c.models.awd_lstm import hardware
 
     fwd_flops = flops_per_token(plan)
     dtypes = mode_dtypes["train"]
@@ -585,7 +586,7 @@ def report(
         + ". Ratios are ours/fastai in the same run; '% bound' is the throughput as a fraction of the FLOP-bound "
         "limit at that dtype's matmul peak (a training step: one forward for every token, plus two for the backward "
         "of each document's last max_len tokens; earlier tokens run no backward). Inference rows int8 (PyTorch, "
-        "`quantize_for_cpu`), onnx-fp32 and onnx-int8 (ONNX Runtime, `hf_bpt3c.onnx`) are ours too."
+        "`quantize_for_cpu`), onnx-fp32 and onnx-int8 (ONNX Runtime, `hf_bpt3c.serving.onnx`) are ours too."
     )
     lengths = [len(doc) for doc in imdb["docs"]]
     sample = f"the first {plan.imdb_max_docs} of the sample" if plan.imdb_max_docs else "the whole sample"

@@ -16,7 +16,7 @@ import time
 import torch
 
 from hf_bpt3c import AwdLstmConfig, AwdLstmForSequenceClassification
-from hf_bpt3c.hardware import bf16_is_native, cpu_summary
+from hf_bpt3c.models.awd_lstm.hardware import bf16_is_native, cpu_summary
 
 
 def batches(vocab: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:

@@ -18,7 +18,7 @@ import time
 import torch
 
 from hf_bpt3c import AwdLstmConfig, AwdLstmForSequenceClassification
-from hf_bpt3c.hardware import bf16_is_native, cpu_summary
+from hf_bpt3c.models.awd_lstm.hardware import bf16_is_native, cpu_summary
 
 MATMUL = {"aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear", "aten::_int_mm"}
 POINTWISE = {"aten::sigmoid", "aten::tanh", "aten::mul", "aten::addcmul", "aten::add", "aten::sub", "aten::rsub"}

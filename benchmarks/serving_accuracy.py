@@ -25,8 +25,8 @@ import torch
 
 import hf_bpt3c
 from hf_bpt3c import AwdLstmForSequenceClassification, AwdLstmTokenizer
-from hf_bpt3c.ensemble import batched_logits
-from hf_bpt3c.hardware import bf16_is_native, cpu_summary
+from hf_bpt3c.models.awd_lstm.hardware import bf16_is_native, cpu_summary
+from hf_bpt3c.serving.ensemble import batched_logits
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_SAMPLE = REPO_ROOT.parent / "shared" / "data" / "imdb_sample" / "texts.csv"
@@ -34,7 +34,7 @@ SHARED_SAMPLE = REPO_ROOT.parent / "shared" / "data" / "imdb_sample" / "texts.cs
 
 def validation_set(csv: Path | None) -> tuple[list[str], np.ndarray]:
     """Texts and label names of the sample's `is_valid` rows."""
-    csv = csv or (SHARED_SAMPLE if SHARED_SAMPLE.exists() else hf_bpt3c.data.imdb_sample() / "texts.csv")
+    csv = csv or (SHARED_SAMPLE if SHARED_SAMPLE.exists() else hf_bpt3c.training.data.imdb_sample() / "texts.csv")
     frame = pd.read_csv(csv)
     frame = frame[frame.is_valid.astype(str).str.lower().isin(["true", "1"])]
     return frame.text.tolist(), frame.label.to_numpy()
@@ -99,7 +99,7 @@ def main() -> None:
         paths["PyTorch float32, torch.compile"] = torch_path(compiled, tokenizer, input_ids, args.batch_size)
     workdir = tempfile.TemporaryDirectory()
     try:
-        from hf_bpt3c.onnx import OnnxClassifier, export_onnx
+        from hf_bpt3c.serving.onnx import OnnxClassifier, export_onnx
 
         export_onnx(args.model, Path(workdir.name) / "onnx", int8=True)
         for int8 in (False, True):

@@ -22,8 +22,8 @@ import sys
 import time
 from pathlib import Path
 
-from hf_bpt3c import tokenization_awd_lstm
-from hf_bpt3c.tokenization_awd_lstm import AwdLstmTokenizer
+from hf_bpt3c.models.awd_lstm import tokenization_awd_lstm
+from hf_bpt3c.models.awd_lstm.tokenization_awd_lstm import AwdLstmTokenizer
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "imdb_sample" / "texts.csv"
 

@@ -31,8 +31,8 @@ from pathlib import Path
 import torch
 
 from hf_bpt3c import AwdLstmForCausalLM, AwdLstmTokenizer
-from hf_bpt3c.data import LMStreamDataset
-from hf_bpt3c.transfer import adapt_vocabulary, vocabulary_of
+from hf_bpt3c.convert.transfer import adapt_vocabulary, vocabulary_of
+from hf_bpt3c.training.data import LMStreamDataset
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 IMDB_CSV = REPO_ROOT.parent / "shared" / "data" / "imdb_sample" / "texts.csv"

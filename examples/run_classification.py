@@ -53,7 +53,7 @@ from run_language_modeling import (
 from transformers import DataCollatorWithPadding, HfArgumentParser, Trainer, TrainingArguments, set_seed
 
 from hf_bpt3c import AwdLstmConfig, AwdLstmForSequenceClassification, AwdLstmTokenizer, ensemble_predict
-from hf_bpt3c.ensemble import MULTI_LABEL_THRESHOLD, problem_type_of
+from hf_bpt3c.serving.ensemble import MULTI_LABEL_THRESHOLD, problem_type_of
 from hf_bpt3c.training import (
     ActivationRegularizationCallback,
     EvaluationRandomStateCallback,

@@ -39,7 +39,7 @@ from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArg
 from transformers.trainer_utils import IntervalStrategy, get_last_checkpoint
 
 from hf_bpt3c import AwdLstmConfig, AwdLstmForCausalLM, AwdLstmTokenizer
-from hf_bpt3c.data import LMStreamDataset, StreamStateCallback
+from hf_bpt3c.convert.transfer import adapt_vocabulary
 from hf_bpt3c.training import (
     ActivationRegularizationCallback,
     EvaluationRandomStateCallback,
@@ -50,7 +50,7 @@ from hf_bpt3c.training import (
     plot_training_curves,
     ulmfit_optimizers,
 )
-from hf_bpt3c.transfer import adapt_vocabulary
+from hf_bpt3c.training.data import LMStreamDataset, StreamStateCallback
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ own `training_curves.png`). `--lr_find` runs fastai's learning-rate finder befor
 each folder, suggestions printed); `--lm_lr auto` / `--classifier_lr auto` train at its `valley` suggestion.
 
 The main job (fastai's IMDb sample: 800 training and 200 validation reviews, from scratch, 2 CPU cores): with no
-data flags the script downloads the sample once (`hf_bpt3c.data.imdb_sample`) and writes `runs/imdb`:
+data flags the script downloads the sample once (`hf_bpt3c.training.data.imdb_sample`) and writes `runs/imdb`:
     python examples/run_ulmfit.py
 or from a local copy of its texts.csv:
     python examples/run_ulmfit.py --train_file ../shared/data/imdb_sample/texts.csv --split_column is_valid \\
@@ -65,7 +65,7 @@ from run_language_modeling import (
 from transformers import EvalPrediction, HfArgumentParser, TrainingArguments, set_seed
 
 from hf_bpt3c import AwdLstmForSequenceClassification, AwdLstmTokenizer
-from hf_bpt3c.data import imdb_sample
+from hf_bpt3c.training.data import imdb_sample
 
 logger = logging.getLogger(__name__)
 DIRECTIONS = ("forward", "backward")
@@ -175,8 +175,8 @@ def with_defaults(args: UlmfitArguments) -> UlmfitArguments:
 
 def main_job_defaults(data_args: DataArguments, training_args: TrainingArguments):
     """With no data flags, the main job: fastai's IMDb sample (downloaded once into the cache,
-    `hf_bpt3c.data.imdb_sample`; its `is_valid` rows are the validation set) into `runs/imdb` unless `--output_dir`
-    is given."""
+    `hf_bpt3c.training.data.imdb_sample`; its `is_valid` rows are the validation set) into `runs/imdb` unless
+    `--output_dir` is given."""
     if data_args.train_file is not None or data_args.dataset_name is not None:
         return data_args, training_args
     texts = imdb_sample()

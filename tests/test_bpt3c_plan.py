@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hf_bpt3c.bpt3c_plan import INFERENCE_CHUNK_TOKENS, kept_columns, kept_window_start, plan_chunks
+from hf_bpt3c.models.awd_lstm.bpt3c_plan import INFERENCE_CHUNK_TOKENS, kept_columns, kept_window_start, plan_chunks
 
 batches = st.integers(1, 40).flatmap(  # AwdLstmConfig requires max_len >= bptt
     lambda bptt: st.fixed_dictionaries(

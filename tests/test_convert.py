@@ -18,7 +18,7 @@ from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSequenceCl
 from hf_bpt3c import AwdLstmConfig
 from hf_bpt3c.cli import main
 from hf_bpt3c.convert import convert_fastai, load_fastai_checkpoint, load_itos, match_embeddings
-from hf_bpt3c.tokenization_awd_lstm import SPECIAL_TOKENS, AwdLstmTokenizer
+from hf_bpt3c.models.awd_lstm.tokenization_awd_lstm import SPECIAL_TOKENS, AwdLstmTokenizer
 
 IMDB = Path(__file__).resolve().parents[2] / "shared" / "data" / "imdb_sample" / "texts.csv"
 EMB, HID, LAYERS, BPTT, MAX_LEN = 16, 24, 3, 20, 60

@@ -22,7 +22,7 @@ from transformers import AutoModelForSequenceClassification, pipeline
 
 from hf_bpt3c import AwdLstmForSequenceClassification, AwdLstmTokenizer
 from hf_bpt3c.convert import convert_fastai
-from hf_bpt3c.transfer import vocabulary_of
+from hf_bpt3c.convert.transfer import vocabulary_of
 
 EXAMPLES = REPO_ROOT / "examples"
 

@@ -22,9 +22,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hf_bpt3c import AwdLstmConfig, AwdLstmForSequenceClassification
-from hf_bpt3c.hardware import FORCE_BF16_ENV
-from hf_bpt3c.lstm_kernels import _FusedLstm, drop_connect, keep_mask, pack_bits, unpack_bits
-from hf_bpt3c.modeling_awd_lstm import AwdLstmLayer
+from hf_bpt3c.models.awd_lstm.hardware import FORCE_BF16_ENV
+from hf_bpt3c.models.awd_lstm.lstm_kernels import _FusedLstm, drop_connect, keep_mask, pack_bits, unpack_bits
+from hf_bpt3c.models.awd_lstm.modeling_awd_lstm import AwdLstmLayer
 
 BATCH, SEQ, N_IN, HIDDEN = 3, 7, 5, 6
 # one bfloat16 rounding of a value of magnitude 1 (8 significant bits); an LSTM output accumulates a few of them

@@ -25,13 +25,13 @@ from huggingface_hub import ModelCard
 from transformers import AutoModelForCausalLM
 
 from hf_bpt3c import AwdLstmConfig, AwdLstmForCausalLM, AwdLstmForSequenceClassification, AwdLstmModel
-from hf_bpt3c import download as download_module
 from hf_bpt3c.cli import main
 from hf_bpt3c.convert import FASTAI_BASE_URL_ENV, FASTAI_MODEL_ZOO_URL, convert_fastai, fetch_fastai
-from hf_bpt3c.data import FASTAI_SAMPLE_URL_ENV, imdb_sample
-from hf_bpt3c.download import DownloadError
+from hf_bpt3c.convert import download as download_module
+from hf_bpt3c.convert.download import DownloadError
 from hf_bpt3c.model_card import build_model_card
-from hf_bpt3c.tokenization_awd_lstm import SPECIAL_TOKENS, AwdLstmTokenizer
+from hf_bpt3c.models.awd_lstm.tokenization_awd_lstm import SPECIAL_TOKENS, AwdLstmTokenizer
+from hf_bpt3c.training.data import FASTAI_SAMPLE_URL_ENV, imdb_sample
 
 ITOS = [*SPECIAL_TOKENS, *(f"w{i}" for i in range(21))]  # 30 tokens
 EMB, HID, LAYERS = 8, 12, 3

@@ -12,8 +12,9 @@ import pytest
 import torch
 from conftest import no_dropout, small_config
 
-from hf_bpt3c import AwdLstmForCausalLM, AwdLstmForSequenceClassification, hardware
+from hf_bpt3c import AwdLstmForCausalLM, AwdLstmForSequenceClassification
 from hf_bpt3c.cli import main as cli_main
+from hf_bpt3c.models.awd_lstm import hardware
 
 IDS = torch.tensor([[5, 9, 11, 3, 7, 8, 21, 30, 2, 4, 6, 13, 17], [40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52]])
 

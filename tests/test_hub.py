@@ -20,7 +20,7 @@ from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
 from hf_bpt3c import AwdLstmConfig, AwdLstmForCausalLM, AwdLstmForSequenceClassification
 from hf_bpt3c.model_card import MODEL_CARD_MARKER, TRANSFORMERS_GENERIC_CARD_TEXT, push_model_card
-from hf_bpt3c.tokenization_awd_lstm import AwdLstmTokenizer
+from hf_bpt3c.models.awd_lstm.tokenization_awd_lstm import AwdLstmTokenizer
 
 UPLOADED = {"config.json", "model.safetensors", "modeling_awd_lstm.py", "configuration_awd_lstm.py", "README.md"}
 TEXTS = [

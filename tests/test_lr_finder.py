@@ -14,14 +14,14 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 from transformers import Trainer
 
 from hf_bpt3c import AwdLstmForCausalLM, AwdLstmForSequenceClassification
-from hf_bpt3c.data import LMStreamDataset, StreamStateCallback
-from hf_bpt3c.lr_finder import suggest
 from hf_bpt3c.training import (
     ActivationRegularizationCallback,
     GradualUnfreezingCallback,
     lr_find,
     ulmfit_optimizers,
 )
+from hf_bpt3c.training.data import LMStreamDataset, StreamStateCallback
+from hf_bpt3c.training.lr_finder import suggest
 
 
 def classifier_trainer(tmp_path, gradual_unfreezing: bool = True, ar_tar=(2.0, 1.0), **overrides) -> Trainer:
@@ -262,7 +262,7 @@ def test_suggestions_equal_fastai_on_a_real_sweep(tmp_path):
 
 
 def test_too_short_a_sweep_names_the_missing_suggestion():
-    from hf_bpt3c.lr_finder import LRFinderResult
+    from hf_bpt3c.training.lr_finder import LRFinderResult
 
     lrs, losses = random_curve(3)
     result = LRFinderResult(lrs[:12], losses[:12], losses[:12], num_steps=100, diverged=True)

@@ -13,8 +13,8 @@ from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
 
 from hf_bpt3c import AwdLstmConfig, AwdLstmForCausalLM, AwdLstmForSequenceClassification, AwdLstmModel
-from hf_bpt3c.lstm_kernels import keep_mask
-from hf_bpt3c.modeling_awd_lstm import embed_with_dropout, locked_dropout
+from hf_bpt3c.models.awd_lstm.lstm_kernels import keep_mask
+from hf_bpt3c.models.awd_lstm.modeling_awd_lstm import embed_with_dropout, locked_dropout
 
 # ---------------------------------------------------------------------------------------------- configuration
 

@@ -19,7 +19,7 @@ from test_pipelines import TEXTS  # noqa: E402
 
 from hf_bpt3c import AwdLstmForSequenceClassification, AwdLstmTokenizer  # noqa: E402
 from hf_bpt3c.cli import main  # noqa: E402
-from hf_bpt3c.onnx import OnnxClassifier, export_onnx  # noqa: E402
+from hf_bpt3c.serving.onnx import OnnxClassifier, export_onnx  # noqa: E402
 
 MAX_LEN = 16
 LENGTHS = [1, 2, 7, 8, 9, 16, 17, 33, 50, 5 * MAX_LEN]  # around bptt 8 and max_len 16, up to 5*max_len

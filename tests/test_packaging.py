@@ -61,10 +61,10 @@ def test_import_is_light_and_submodules_load_on_first_use():
     code = (
         "import sys, hf_bpt3c\n"
         "heavy = [m for m in ('datasets', 'matplotlib', 'evaluate', 'fastai', 'hf_bpt3c.training', "
-        "'hf_bpt3c.interpret', 'hf_bpt3c.convert', 'hf_bpt3c.data') if m in sys.modules]\n"
+        "'hf_bpt3c.interpret', 'hf_bpt3c.convert', 'hf_bpt3c.training.data') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
         "assert callable(hf_bpt3c.training.lr_find) and callable(hf_bpt3c.interpret.token_attributions)\n"
-        "assert callable(hf_bpt3c.data.LMStreamDataset) and callable(hf_bpt3c.convert.convert_fastai)\n"
+        "assert callable(hf_bpt3c.training.data.LMStreamDataset) and callable(hf_bpt3c.convert.convert_fastai)\n"
         "from hf_bpt3c import transfer\n"
         "try:\n    hf_bpt3c.no_such_thing\nexcept AttributeError as error:\n    print(error)\n"
     )

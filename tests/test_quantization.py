@@ -10,8 +10,8 @@ from test_bpt3c import pad_batch, random_docs
 
 import hf_bpt3c
 from hf_bpt3c import AwdLstmForCausalLM, AwdLstmForSequenceClassification
-from hf_bpt3c.lstm_kernels import int8_linear_weight, int8_lstm_weights, lstm_forward
-from hf_bpt3c.quantization import Int8Linear
+from hf_bpt3c.models.awd_lstm.lstm_kernels import int8_linear_weight, int8_lstm_weights, lstm_forward
+from hf_bpt3c.serving.quantization import Int8Linear
 
 MAX_LEN = 16
 LENGTHS = [1, 3, 8, 9, 16, 17, 40, 5 * MAX_LEN]  # around bptt 8 and max_len 16, up to 5*max_len

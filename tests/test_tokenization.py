@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from transformers import AutoTokenizer
 
-from hf_bpt3c.configuration_awd_lstm import AwdLstmConfig
-from hf_bpt3c.tokenization_awd_lstm import SPECIAL_TOKENS, AwdLstmTokenizer, make_vocab
+from hf_bpt3c.models.awd_lstm.configuration_awd_lstm import AwdLstmConfig
+from hf_bpt3c.models.awd_lstm.tokenization_awd_lstm import SPECIAL_TOKENS, AwdLstmTokenizer, make_vocab
 
 CORPUS = [
     "This movie was GREAT!!! I can't believe it's not on DVD... Don't miss it :)",
@@ -247,7 +247,7 @@ def test_extra_call_options(tok):
 
 def backend_ids(tokenizer: AwdLstmTokenizer, texts: list[str], add_special_tokens: bool = True) -> list[list[int]]:
     """The ids of the Rust backend on the whole rule-processed documents (the reference for the chunk-id memo)."""
-    from hf_bpt3c.tokenization_awd_lstm import fastai_tokenize
+    from hf_bpt3c.models.awd_lstm.tokenization_awd_lstm import fastai_tokenize
 
     bodies = [fastai_tokenize(text) for text in texts]
     return [e.ids for e in tokenizer.backend_tokenizer.encode_batch(bodies, add_special_tokens=add_special_tokens)]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from hf_bpt3c.tokenization_awd_lstm import AwdLstmTokenizer
+from hf_bpt3c.models.awd_lstm.tokenization_awd_lstm import AwdLstmTokenizer
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "imdb_sample" / "texts.csv"
 

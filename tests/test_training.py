@@ -11,7 +11,6 @@ from conftest import no_dropout, small_config
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from hf_bpt3c import AwdLstmForCausalLM, AwdLstmForSequenceClassification
-from hf_bpt3c.data import LMStreamDataset, StreamStateCallback
 from hf_bpt3c.training import (
     ActivationRegularizationCallback,
     GradualUnfreezingCallback,
@@ -21,6 +20,7 @@ from hf_bpt3c.training import (
     num_training_steps,
     ulmfit_optimizers,
 )
+from hf_bpt3c.training.data import LMStreamDataset, StreamStateCallback
 
 
 def classification_data(n: int = 16, length: int = 12) -> list[dict]:

@@ -13,8 +13,8 @@ from conftest import REPO_ROOT, small_config
 from transformers import TrainingArguments
 
 from hf_bpt3c import AwdLstmForCausalLM, AwdLstmForSequenceClassification, AwdLstmModel, AwdLstmTokenizer
-from hf_bpt3c.tokenization_awd_lstm import SPECIAL_TOKENS
-from hf_bpt3c.transfer import adapt_vocabulary, vocabulary_of
+from hf_bpt3c.convert.transfer import adapt_vocabulary, vocabulary_of
+from hf_bpt3c.models.awd_lstm.tokenization_awd_lstm import SPECIAL_TOKENS
 
 PRETRAINING_TEXTS = ["The cat sat on the mat.", "A dog ran in the park!", "The film was long."] * 3
 TARGET_TEXTS = ["The film was great, the cast superb.", "A dull film; the plot was thin."] * 3

@@ -20,8 +20,8 @@ import torch
 import transformers
 
 from . import __version__
-from .convert import FASTAI_BASE_URL_ENV, FASTAI_PRETRAINED, FastaiConversion, convert_fastai, fetch_fastai
-from .hardware import bf16_is_native, cpu_summary
+from .convert.from_fastai import FASTAI_BASE_URL_ENV, FASTAI_PRETRAINED, FastaiConversion, convert_fastai, fetch_fastai
+from .models.awd_lstm.hardware import bf16_is_native, cpu_summary
 
 
 def read_labels(value: str) -> list[str]:
@@ -84,7 +84,7 @@ def _print_conversion(result: FastaiConversion) -> None:
 
 
 def _export_onnx(args: argparse.Namespace) -> int:
-    from .onnx import export_onnx  # onnx and onnxruntime are optional
+    from .serving.onnx import export_onnx  # onnx and onnxruntime are optional
 
     out = export_onnx(args.model_dir, args.out, int8=args.int8, opset=args.opset)
     print(f"exported {args.model_dir} to ONNX (opset {args.opset}{', with int8 graphs' if args.int8 else ''}) in {out}")
@@ -176,7 +176,7 @@ def _add_export_onnx_parser(commands) -> None:
         help="export a BPT3C classifier folder to ONNX (chunk step + head) for onnxruntime",
         description="Export a saved AwdLstmForSequenceClassification folder into chunk_step.onnx (embedding + LSTMs "
         "over one chunk, the state in and out) and head.onnx (the classifier head), with its config and tokenizer; "
-        "hf_bpt3c.onnx.OnnxClassifier runs them.",
+        "hf_bpt3c.serving.onnx.OnnxClassifier runs them.",
     )
     export.add_argument("model_dir", metavar="MODEL_DIR", help="a save_pretrained folder of the classifier")
     export.add_argument("--out", required=True, metavar="DIR", help="output folder (new, empty or a previous export)")

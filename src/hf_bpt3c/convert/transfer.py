@@ -14,9 +14,9 @@ import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .convert import match_embeddings
-from .modeling_awd_lstm import AwdLstmForCausalLM, AwdLstmForSequenceClassification, AwdLstmModel
-from .tokenization_awd_lstm import AwdLstmTokenizer
+from ..models.awd_lstm.modeling_awd_lstm import AwdLstmForCausalLM, AwdLstmForSequenceClassification, AwdLstmModel
+from ..models.awd_lstm.tokenization_awd_lstm import AwdLstmTokenizer
+from .from_fastai import match_embeddings
 
 _AwdLstm = AwdLstmModel | AwdLstmForCausalLM | AwdLstmForSequenceClassification
 

@@ -37,9 +37,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .bpt3c_plan import ConcatPool, kept_columns, plan_chunks, shift_right
-from .configuration_awd_lstm import AwdLstmConfig
-from .modeling_awd_lstm import AwdLstmForSequenceClassification, justified_documents
+from ..models.awd_lstm.bpt3c_plan import ConcatPool, kept_columns, plan_chunks, shift_right
+from ..models.awd_lstm.configuration_awd_lstm import AwdLstmConfig
+from ..models.awd_lstm.modeling_awd_lstm import AwdLstmForSequenceClassification, justified_documents
 
 MANIFEST = "onnx_export.json"
 STEP_FILE, HEAD_FILE = "chunk_step.onnx", "head.onnx"

@@ -29,12 +29,12 @@ from typing import Any
 
 import torch
 
-from .configuration_awd_lstm import AwdLstmConfig
+from ..model_card import INFO_KEYS
+from ..models.awd_lstm.configuration_awd_lstm import AwdLstmConfig
+from ..models.awd_lstm.modeling_awd_lstm import AwdLstmForCausalLM, AwdLstmForSequenceClassification, AwdLstmModel
+from ..models.awd_lstm.saving import save_atomically
+from ..models.awd_lstm.tokenization_awd_lstm import SPECIAL_TOKENS, AwdLstmTokenizer
 from .download import cached_download, check_url, extract_files, fastai_cache_dir
-from .model_card import INFO_KEYS
-from .modeling_awd_lstm import AwdLstmForCausalLM, AwdLstmForSequenceClassification, AwdLstmModel
-from .saving import save_atomically
-from .tokenization_awd_lstm import SPECIAL_TOKENS, AwdLstmTokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -656,7 +656,7 @@ def fetch_fastai(
     The archive must be a gzip tar holding exactly one `.pth` and one `.pkl` (in at most one folder); members
     with absolute paths, `..`, links or devices are refused before anything is extracted. The checkpoint is read
     with `torch.load(weights_only=True)` and the vocabulary with a data-only unpickler. Download failures raise
-    `hf_bpt3c.download.DownloadError` (a `ValueError` and `OSError`) naming the URL; bad archives `ValueError`.
+    `hf_bpt3c.convert.download.DownloadError` (a `ValueError` and `OSError`) naming the URL; bad archives `ValueError`.
     """
     spec = _fastai_pretrained(name)
     out_dir = Path(out_dir)

@@ -16,8 +16,8 @@ import copy
 import torch
 from torch import nn
 
-from .lstm_kernels import int8_linear_weight, int8_lstm_weights
-from .modeling_awd_lstm import AwdLstmLayer, AwdLstmPreTrainedModel
+from ..models.awd_lstm.lstm_kernels import int8_linear_weight, int8_lstm_weights
+from ..models.awd_lstm.modeling_awd_lstm import AwdLstmLayer, AwdLstmPreTrainedModel
 
 INT8_ENGINES = ("x86", "fbgemm", "onednn")  # the engines whose dynamic int8 products take per-channel weights
 

@@ -7,7 +7,8 @@ Trainer's `--bf16 --use_cpu`) is honoured only where bfloat16 is native; elsewhe
 in float32. `HF_BPT3C_FORCE_BF16=1` keeps bfloat16 numerics on any CPU (slow where emulated). `compute_dtype="auto"`
 picks bfloat16 where native and float32 elsewhere, silently.
 
-Check a machine with `hf-bpt3c env` (or `python -c "import hf_bpt3c.hardware as h; print(h.cpu_summary())"`).
+Check a machine with `hf-bpt3c env`
+(or `python -c "import hf_bpt3c.models.awd_lstm.hardware as h; print(h.cpu_summary())"`).
 """
 
 from __future__ import annotations

@@ -68,7 +68,7 @@ class AwdLstmConfig(PretrainedConfig):
             products on CPU run in bfloat16 (gate arithmetic, state and weights stay float32); with AVX-512 BF16
             or AMX about 1.5-1.7x faster training and 2x faster inference. On a CPU without native bfloat16 (AVX2,
             AVX-512 without BF16) bfloat16 would be 30x slower: the model warns once and computes in float32
-            (`HF_BPT3C_FORCE_BF16=1` keeps bfloat16; see `hf_bpt3c.hardware`). `"auto"` picks bfloat16 where the
+            (`HF_BPT3C_FORCE_BF16=1` keeps bfloat16; see `hardware`). `"auto"` picks bfloat16 where the
             device multiplies it natively and float32 elsewhere, without a warning. On CUDA the LSTM runs on
             bfloat16 copies of its input, state and weights (cuDNN's bfloat16 LSTM where cuDNN has one, 9.13+;
             PyTorch's own kernels otherwise).

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from .data import StreamStateCallback
-from .training import (
+from .recipe import (
     ActivationRegularizationCallback,
     GradualUnfreezingCallback,
     freeze_to,
@@ -180,7 +180,7 @@ class LRFinderResult:
         """fastai's `plot_lr_find`: smoothed loss against the learning rate (log scale) without the last `skip_end`
         steps, each suggestion marked and named with its value. Saves a PNG to `path` when given; returns the
         matplotlib `Figure` (matplotlib is needed: `pip install matplotlib`)."""
-        from .plots import new_figure
+        from ..plots import new_figure
 
         fig, ax = new_figure()
         end = len(self.lrs) - skip_end if skip_end else len(self.lrs)

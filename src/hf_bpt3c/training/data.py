@@ -25,7 +25,7 @@ import torch
 from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from .download import cached_download, check_url, extract_files, fastai_cache_dir
+from ..convert.download import cached_download, check_url, extract_files, fastai_cache_dir
 
 # fastai's `URLs.URL` (fastai/data/external.py): `untar_data(URLs.IMDB_SAMPLE)` downloads `imdb_sample.tgz` from it
 FASTAI_SAMPLE_URL = "https://s3.amazonaws.com/fast-ai-sample/"
@@ -38,8 +38,8 @@ def imdb_sample(cache_dir: str | os.PathLike | None = None, base_url: str | None
 
     cache_dir: where the archive and the extracted file are kept (default `<HF_HOME>/hf_bpt3c/fastai`).
     base_url: the folder holding `imdb_sample.tgz` (default: `HF_BPT3C_FASTAI_SAMPLE_URL`, else fastai's).
-    The archive is checked and only its one `.csv` file is extracted (`hf_bpt3c.download.extract_files`); offline,
-    a `DownloadError` names the URL. Returns the path of `texts.csv`.
+    The archive is checked and only its one `.csv` file is extracted (`hf_bpt3c.convert.download.extract_files`);
+    offline, a `DownloadError` names the URL. Returns the path of `texts.csv`.
     """
     cache = Path(cache_dir) if cache_dir is not None else fastai_cache_dir()
     texts = cache / "imdb_sample" / "texts.csv"

@@ -40,9 +40,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .ensemble import batched_logits, eval_mode
-from .modeling_awd_lstm import AwdLstmForSequenceClassification
-from .plots import new_figure
+from ..models.awd_lstm.modeling_awd_lstm import AwdLstmForSequenceClassification
+from ..plots import new_figure
+from ..serving.ensemble import batched_logits, eval_mode
 
 METHODS = ("gradient", "gradient_x_input", "integrated_gradients")
 SCOPES = ("kept", "full")

@@ -1,6 +1,7 @@
 """Files and the Hub around transformers' `save_pretrained` / `from_pretrained` / `push_to_hub`: an atomic save
 (staged in a hidden folder, moved in with renames), load errors that name the file and what is wrong with it, and
-hf_bpt3c's model card where the package is installed (remote code loaded without it writes no card)."""
+the model card hooks: the hf_bpt3c package registers its card writer on import (`set_model_card_hooks`); remote
+code loaded without the package registers none and writes no card."""
 
 from __future__ import annotations
 
@@ -9,17 +10,33 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from safetensors import SafetensorError
 
-try:  # the card templates ship with the package, not with the remote code
-    from hf_bpt3c.model_card import push_model_card, write_model_card
-except ImportError:
-    push_model_card = write_model_card = None
-
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ModelCardHooks:
+    """How a model card is made: `write(folder, model)` after every save, `push(repo_id, model, token=, revision=)`
+    after every push to the Hub. The card templates live in the package, not in the shipped core."""
+
+    write: Callable[[Path, Any], Any]
+    push: Callable[..., Any]
+
+
+_model_card_hooks: ModelCardHooks | None = None
+
+
+def set_model_card_hooks(hooks: ModelCardHooks | None) -> None:
+    """Register the model card writer (None: no card). hf_bpt3c's `__init__` registers its own."""
+    global _model_card_hooks
+    if hooks is not None and not isinstance(hooks, ModelCardHooks):
+        raise TypeError(f"hooks must be a ModelCardHooks or None, got {type(hooks).__name__}")
+    _model_card_hooks = hooks
 
 
 def save_atomically(save_directory: str | os.PathLike, save: Callable[[Path], T], model=None) -> T:
@@ -35,8 +52,8 @@ def save_atomically(save_directory: str | os.PathLike, save: Callable[[Path], T]
         move_files_into(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    if model is not None and write_model_card is not None:
-        write_model_card(target, model)
+    if model is not None and _model_card_hooks is not None:
+        _model_card_hooks.write(target, model)
     return result
 
 
@@ -61,9 +78,9 @@ def load_checked(load: Callable[[], T], pretrained_model_name_or_path) -> T:
 
 
 def push_card(repo_id: str, model, **kwargs) -> None:
-    """hf_bpt3c's model card to the Hub repository, unless it has a card of its own (or hf_bpt3c is absent)."""
-    if push_model_card is not None:
-        push_model_card(repo_id, model, token=kwargs.get("token"), revision=kwargs.get("revision"))
+    """The registered model card to the Hub repository (hf_bpt3c's keeps a card the repository has of its own)."""
+    if _model_card_hooks is not None:
+        _model_card_hooks.push(repo_id, model, token=kwargs.get("token"), revision=kwargs.get("revision"))
 
 
 def move_files_into(staging: Path, target: Path) -> None:

@@ -12,7 +12,7 @@
 - `EvaluationRandomStateCallback`: evaluations during training leave the random state as it was, so evaluating
   every epoch does not change the trained weights.
 - `lr_find(trainer)`: fastai's learning-rate finder (exponential sweep, smoothed loss, suggestions, plot), the
-  model and the trainer's optimizer left exactly as they were (`hf_bpt3c.lr_finder`).
+  model and the trainer's optimizer left exactly as they were (`hf_bpt3c.training.lr_finder`).
 - `plot_training_curves(trainer.state.log_history, path)`: training/validation loss and a metric (`hf_bpt3c.plots`).
 """
 
@@ -27,8 +27,8 @@ import torch
 from torch import nn
 from transformers import TrainerCallback
 
-from .modeling_awd_lstm import AwdLstmForCausalLM, AwdLstmForSequenceClassification, AwdLstmModel
-from .plots import plot_training_curves
+from ..models.awd_lstm.modeling_awd_lstm import AwdLstmForCausalLM, AwdLstmForSequenceClassification, AwdLstmModel
+from ..plots import plot_training_curves
 
 # fastai's Adam (`TextLearner` moms (0.8, 0.7, 0.8) start at 0.8; eps 1e-5; decoupled weight decay 0.01)
 FASTAI_ADAM = {"betas": (0.8, 0.99), "eps": 1e-5, "weight_decay": 0.01}
@@ -311,8 +311,8 @@ _FROM_LR_FINDER = ("SUGGESTION_METHODS", "LRFinderResult", "lr_find")
 
 
 def __getattr__(name: str):
-    """`lr_find` and its result live in `hf_bpt3c.lr_finder`, which builds on this module: imported on first use,
-    so that either module can be imported first."""
+    """`lr_find` and its result live in `hf_bpt3c.training.lr_finder`, which builds on this module: imported on
+    first use, so that either module can be imported first."""
     if name in _FROM_LR_FINDER:
         from . import lr_finder
 

@@ -1,0 +1,7 @@
+"""Predictions and serving: batched predictions and the forward + backward ensemble (`ensemble`), int8 on CPU
+(`quantization`), ONNX Runtime (`onnx`, needs the `onnx` extra)."""
+
+from .ensemble import EnsemblePrediction, ensemble_predict
+from .quantization import quantize_for_cpu
+
+__all__ = ["EnsemblePrediction", "ensemble_predict", "quantize_for_cpu"]
