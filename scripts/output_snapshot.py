@@ -170,15 +170,20 @@ def snapshot() -> dict[str, torch.Tensor]:
 
 
 def compare(before_path: str, after_path: str) -> int:
+    """Print how many tensors of `before` are bitwise identical in `after`; nonzero exit if any differs or is gone.
+    Tensors only in `after` (new output fields) are listed, not counted as differences."""
     before, after = torch.load(before_path), torch.load(after_path)
-    missing = sorted(set(before) ^ set(after))
-    differ = [k for k in sorted(set(before) & set(after)) if not torch.equal(before[k], after[k])]
-    same = len(set(before) & set(after)) - len(differ)
-    print(f"{same} tensors bitwise identical, {len(differ)} differ, {len(missing)} in one snapshot only")
+    common = sorted(set(before) & set(after))
+    differ = [k for k in common if not torch.equal(before[k], after[k])]
+    missing, new = sorted(set(before) - set(after)), sorted(set(after) - set(before))
+    print(f"{len(common) - len(differ)} of {len(before)} tensors bitwise identical, {len(differ)} differ, "
+          f"{len(missing)} missing, {len(new)} new")  # fmt: skip
     for k in differ:
         print("  differs:", k, (before[k].float() - after[k].float()).abs().max().item())
     for k in missing:
-        print("  only in one:", k)
+        print("  missing:", k)
+    for k in new:
+        print("  new:", k)
     return 1 if differ or missing else 0
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import small_config
 
-from hf_bpt3c import AwdLstmForCausalLM
+from hf_bpt3c import AwdLstmCache, AwdLstmForCausalLM
 
 
 @pytest.fixture(scope="module")
@@ -65,3 +65,42 @@ def test_generate_returns_the_state(lm):
     out = lm.generate(PROMPT, max_new_tokens=3, do_sample=False, return_dict_in_generate=True)
     state = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
     assert state is not None and len(state) == lm.config.num_hidden_layers
+
+
+def test_generation_uses_no_private_generation_hooks():
+    """The state travels through the public route: a `cache` output that generate copies (transformers >= 5.24;
+    `state` on 5.23) and a `reorder_cache` method on it for beam search."""
+    from transformers import GenerationMixin
+
+    assert not hasattr(AwdLstmForCausalLM, "_reorder_cache")
+    assert AwdLstmForCausalLM._update_model_kwargs_for_generation is GenerationMixin._update_model_kwargs_for_generation
+
+
+def test_cache_reorders_beams_in_place():
+    torch.manual_seed(1)
+    state = tuple((torch.randn(4, 3), torch.randn(4, 5)) for _ in range(2))
+    cache = AwdLstmCache(tuple((h.clone(), c.clone()) for h, c in state))
+    beam_idx = torch.tensor([2, 2, 0, 3])
+    cache.reorder_cache(beam_idx)
+    for (h, c), (h0, c0) in zip(cache, state):
+        assert torch.equal(h, h0[beam_idx]) and torch.equal(c, c0[beam_idx])
+
+
+def test_cache_is_an_alias_of_state(lm):
+    ids = PROMPT
+    with torch.no_grad():
+        first = lm(ids[:, :4])
+        assert isinstance(first.state, AwdLstmCache) and first.cache is first.state
+        by_state = lm(ids[:, 4:], state=first.state).logits
+        by_cache = lm(ids[:, 4:], cache=first.state).logits
+        assert torch.equal(by_state, by_cache)
+        with pytest.raises(ValueError, match="not both"):
+            lm(ids[:, 4:], state=first.state, cache=lm(ids[:, :4]).state)
+
+
+def test_state_is_returned_in_eval_and_not_in_training_by_default():
+    model = AwdLstmForCausalLM(small_config())
+    ids = torch.randint(2, 60, (2, 5))
+    assert model.train()(ids).state is None  # as RWKV and Mamba: no cache while training
+    assert model.train()(ids, use_cache=True).state is not None
+    assert model.eval()(ids).state is not None

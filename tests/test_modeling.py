@@ -169,7 +169,7 @@ def test_lm_padding_is_skipped(side):
 
 def test_lm_rejects_a_state_of_the_wrong_shape():
     model = AwdLstmForCausalLM(small_config())
-    state = model(torch.randint(2, 60, (2, 3))).state
+    state = model(torch.randint(2, 60, (2, 3)), use_cache=True).state
     with pytest.raises(ValueError, match="state"):
         model(torch.randint(2, 60, (3, 3)), state=state)
 

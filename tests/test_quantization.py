@@ -10,8 +10,9 @@ from test_bpt3c import pad_batch, random_docs
 
 import hf_bpt3c
 from hf_bpt3c import AwdLstmForCausalLM, AwdLstmForSequenceClassification
-from hf_bpt3c.models.awd_lstm.lstm_kernels import int8_linear_weight, int8_lstm_weights, lstm_forward
-from hf_bpt3c.serving.quantization import Int8Linear
+from hf_bpt3c.models.awd_lstm.lstm_kernels import lstm_forward
+from hf_bpt3c.models.awd_lstm.modeling_awd_lstm import AwdLstmLayer
+from hf_bpt3c.serving.quantization import Int8Linear, Int8LstmLayer, int8_linear_weight
 
 MAX_LEN = 16
 LENGTHS = [1, 3, 8, 9, 16, 17, 40, 5 * MAX_LEN]  # around bptt 8 and max_len 16, up to 5*max_len
@@ -60,9 +61,16 @@ def test_int8_lstm_layer_close_to_float(packed):
     if packed:
         packed_seq = torch.nn.utils.rnn.pack_padded_sequence(x, torch.tensor([30, 25, 10, 3]), batch_first=True)
         x, batch_sizes = packed_seq.data, packed_seq.batch_sizes
+    layer = AwdLstmLayer(n_in, hidden, weight_dropout=0.0).eval()
     with torch.no_grad():
+        for param, weight in zip((layer.weight_ih, layer.weight_hh, layer.bias_ih, layer.bias_hh), weights):
+            param.copy_(weight)
         expected, (h, c) = lstm_forward(x, state, weights, None, 0.0, False, batch_sizes=batch_sizes)
-        out, (h8, c8) = lstm_forward(x, state, int8_lstm_weights(weights), None, 0.0, False, batch_sizes=batch_sizes)
+        int8_layer = Int8LstmLayer(layer).eval()
+        if packed:
+            out, (h8, c8) = int8_layer.forward_packed(x, batch_sizes, state)
+        else:
+            out, (h8, c8) = int8_layer(x, state)
     assert out.shape == expected.shape and out.dtype == torch.float32
     assert (out - expected).abs().max() < 0.05 and (out - expected).abs().mean() < 0.005
     assert (h8 - h).abs().max() < 0.05 and (c8 - c).abs().max() < 0.1
@@ -105,8 +113,8 @@ def test_quantize_for_cpu_returns_a_copy_for_inference():
     state = {k: v.clone() for k, v in model.state_dict().items()}
     quantized = hf_bpt3c.quantize_for_cpu(model)
     assert model.training and all(torch.equal(state[k], v) for k, v in model.state_dict().items())
-    assert all(layer.int8_weights is None for layer in model.awd_lstm.layers)
-    assert not quantized.training and all(layer.int8_weights is not None for layer in quantized.awd_lstm.layers)
+    assert not any(isinstance(layer, Int8LstmLayer) for layer in model.awd_lstm.layers)
+    assert not quantized.training and all(isinstance(layer, Int8LstmLayer) for layer in quantized.awd_lstm.layers)
     assert all(isinstance(block.linear, Int8Linear) for block in quantized.classifier.blocks)
     ids = torch.randint(2, 60, (2, 12))
     with pytest.raises(ValueError, match="inference only"):

@@ -16,6 +16,7 @@ from transformers import (
 )
 
 from .models.awd_lstm import (
+    AwdLstmCache,
     AwdLstmCausalLMOutput,
     AwdLstmConfig,
     AwdLstmForCausalLM,
@@ -98,6 +99,7 @@ __all__ = [
     "AwdLstmPreTrainedModel",
     "AwdLstmOutput",
     "AwdLstmCausalLMOutput",
+    "AwdLstmCache",
     "EnsemblePrediction",
     "ensemble_predict",
     "quantize_for_cpu",

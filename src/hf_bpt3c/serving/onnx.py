@@ -12,9 +12,10 @@ loop stays in Python:
 - `config.json`, the tokenizer files when the model folder has a tokenizer, and `onnx_export.json` (the manifest:
   which files, opset, int8) that marks the folder as an export, which a later export may replace.
 
-`OnnxClassifier` repeats `AwdLstmForSequenceClassification.forward` in inference: it validates and left-justifies
-the documents with the model's own functions, plans the chunks with `bpt3c_plan.plan_chunks` and pools with
-`bpt3c_plan.ConcatPool` (torch on CPU for this bookkeeping), and runs the two graphs for the arithmetic.
+`OnnxClassifier` is `AwdLstmForSequenceClassification.forward` in inference with the graphs for the arithmetic: it
+validates and left-justifies the documents with the model's own functions, plans the chunks with
+`bpt3c_plan.plan_chunks` and reads them with the model's loop, `bpt3c_plan.run_plan`, whose step runs
+`chunk_step.onnx` (torch on CPU for the bookkeeping: plan, state carrying, pooling).
 
 The export uses PyTorch's TorchScript-based exporter (`dynamo=False`): in torch 2.13 the dynamo exporter
 specializes the sequence length of `torch.lstm` (its graph runs only at the example's length).
@@ -37,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..models.awd_lstm.bpt3c_plan import ConcatPool, kept_columns, plan_chunks, shift_right
+from ..models.awd_lstm.bpt3c_plan import ConcatPool, plan_chunks, run_plan, shift_right
 from ..models.awd_lstm.configuration_awd_lstm import AwdLstmConfig
 from ..models.awd_lstm.modeling_awd_lstm import AwdLstmForSequenceClassification, justified_documents
 
@@ -268,19 +269,18 @@ class OnnxClassifier:
         `(batch, 3*embedding_size)` float32, as `AwdLstmForSequenceClassification.encode_documents` in eval."""
         config = self.config
         plan = plan_chunks(lengths, config.bptt, config.max_len, grad=False, training=False)
-        tokens = shift_right(tokens[plan.order], plan.first, plan.lengths).numpy()  # longest first
-        batch = tokens.shape[0]
-        state = [np.zeros((batch, size), np.float32) for _, size in config.layer_sizes for _ in range(2)]
+        tokens = shift_right(tokens[plan.order], plan.first, plan.lengths)  # longest first
+        batch = tokens.size(0)
+        state = tuple((torch.zeros(batch, size), torch.zeros(batch, size)) for _, size in config.layer_sizes)
         pool = ConcatPool(batch, config.embedding_size, torch.empty(0))
-        for chunk in plan.chunks:
-            n = chunk.rows
-            feeds = {"input_ids": np.ascontiguousarray(tokens[:n, chunk.start : chunk.end])}
-            feeds |= {name: s[:n] for name, s in zip(self.state_names, state)}
-            out, *new_state = self.step.run(None, feeds)
-            if chunk.pooled:
-                pool.update(torch.from_numpy(out), *kept_columns(chunk, plan.ends[:n], plan.kept_from[:n]))
-            state = [np.concatenate([new, old[n:]]) for new, old in zip(new_state, state)]
-        return pool.result()[plan.restore].numpy()
+        return run_plan(plan, tokens, state, self._run_step, pool).numpy()
+
+    def _run_step(self, chunk, chunk_tokens: torch.Tensor, state) -> tuple[torch.Tensor, tuple]:
+        """`run_plan`'s step: the chunk through `chunk_step.onnx`; outputs `(rows, chunk, emb)` and the new state."""
+        feeds = {"input_ids": np.ascontiguousarray(chunk_tokens.numpy())}
+        feeds |= {name: s.numpy() for name, s in zip(self.state_names, (t for pair in state for t in pair))}
+        out, *new_state = (torch.from_numpy(a) for a in self.step.run(None, feeds))
+        return out, tuple(zip(new_state[0::2], new_state[1::2]))
 
     @property
     def tokenizer(self):

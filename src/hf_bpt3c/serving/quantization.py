@@ -2,6 +2,8 @@
 
 Every LSTM layer and every `Linear` of the classifier head multiply in int8: weights quantized once, symmetric,
 one scale per output channel; activations quantized on the fly (dynamic quantization), one scale per product.
+The model's own modules are swapped for int8 ones here (`Int8LstmLayer` for `AwdLstmLayer`, `Int8Linear` for the
+head's `nn.Linear`): the core that ships with every saved model knows nothing of int8.
 PyTorch's fbgemm / oneDNN int8 kernels have AVX2 paths, so this is the speed-up available on every x86 CPU,
 bfloat16 only where it is native. BPT3C itself is unchanged: same chunks, same state carrying, same pooling.
 
@@ -12,14 +14,89 @@ random model) and `benchmarks/serving_accuracy.py` (agreement and accuracy of a 
 from __future__ import annotations
 
 import copy
+import warnings
 
 import torch
 from torch import nn
 
-from ..models.awd_lstm.lstm_kernels import int8_linear_weight, int8_lstm_weights
 from ..models.awd_lstm.modeling_awd_lstm import AwdLstmLayer, AwdLstmPreTrainedModel
 
 INT8_ENGINES = ("x86", "fbgemm", "onednn")  # the engines whose dynamic int8 products take per-channel weights
+
+
+def int8_linear_weight(weight: torch.Tensor, bias: torch.Tensor | None = None) -> object:
+    """`weight` `(out, in)` quantized to int8, symmetric, one scale per output row (max |w| / 127), packed with
+    `bias` for `torch.ops.quantized.linear_dynamic` (which quantizes each input on the fly, one scale per call)."""
+    weight = weight.detach().float()
+    scales = (weight.abs().amax(dim=1) / 127).clamp(min=1e-12).double()  # (out,)
+    zero_points = torch.zeros(weight.size(0), dtype=torch.long)
+    with warnings.catch_warnings():  # PyTorch has deprecated quantized tensors; its int8 kernels still take them
+        warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*deprecated")
+        qweight = torch.quantize_per_channel(weight, scales, zero_points, 0, torch.qint8)
+    return torch.ops.quantized.linear_prepack(qweight, None if bias is None else bias.detach().float())
+
+
+def int8_lstm_cell_params(layer: AwdLstmLayer, reduce_range: bool = True) -> object:
+    """The layer's weights packed for `torch.quantized_lstm` (torch's CellParams: both matrices int8 with per-row
+    scales, the biases in float32). reduce_range: quantize the activations to 7 bits, which keeps fbgemm's 16-bit
+    pairwise sums from saturating on CPUs without VNNI."""
+    weight_ih, weight_hh, bias_ih, bias_hh = (
+        t.detach().float() for t in (layer.weight_ih, layer.weight_hh, layer.bias_ih, layer.bias_hh)
+    )
+    return torch.ops.quantized.make_quantized_cell_params_dynamic(
+        int8_linear_weight(weight_ih, bias_ih), int8_linear_weight(weight_hh, bias_hh), bias_ih, bias_hh, reduce_range
+    )
+
+
+def _cast(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return x if x.dtype == dtype else x.to(dtype)
+
+
+class Int8LstmLayer(AwdLstmLayer):
+    """An `AwdLstmLayer` computing with `torch.quantized_lstm` (inference only): float32 in and out, the input
+    projection of a whole chunk one int8 product, then one per time step for the recurrence.
+
+    Keeps the float parameters (frozen), so that the model's `state_dict` and `save_pretrained` are those of the
+    float model; `forward` and `forward_packed` take the same arguments as the float layer's.
+    """
+
+    def __init__(self, layer: AwdLstmLayer, reduce_range: bool = True):
+        nn.Module.__init__(self)
+        self.input_size, self.hidden_size, self.weight_dropout = layer.input_size, layer.hidden_size, 0.0
+        self.weight_ih, self.weight_hh = layer.weight_ih, layer.weight_hh
+        self.bias_ih, self.bias_hh = layer.bias_ih, layer.bias_hh
+        self._cell_params = int8_lstm_cell_params(layer, reduce_range)
+
+    def recurrent_mask(self) -> None:
+        return None  # no DropConnect: inference only
+
+    def forward(self, x, state, keep=None, compute_dtype=None):
+        """x: `(batch, seq, input_size)`, state `(h, c)` each `(batch, hidden_size)` -> output and final `(h, c)`."""
+        return self._run(x, state, None)
+
+    def forward_packed(self, data, batch_sizes, state, keep=None, compute_dtype=None):
+        """The same on a packed sequence: `data` `(total_tokens, input_size)` in `PackedSequence` order."""
+        return self._run(data, state, batch_sizes)
+
+    def _run(self, x: torch.Tensor, state, batch_sizes: torch.Tensor | None):
+        if self.training or (torch.is_grad_enabled() and x.requires_grad):
+            raise ValueError("an int8 model (quantize_for_cpu) runs inference only: call model.eval(), no gradient")
+        h0, c0 = state
+        hx = (_cast(h0, torch.float32).unsqueeze(0), _cast(c0, torch.float32).unsqueeze(0))
+        x32, params = _cast(x, torch.float32), [self._cell_params]
+        with torch.autocast("cpu", enabled=False):
+            if batch_sizes is None:
+                out, h, c = torch.quantized_lstm(
+                    x32, hx, params, True, 1, 0.0, False, False, True, dtype=torch.qint8, use_dynamic=True
+                )
+            else:
+                out, h, c = torch.quantized_lstm(
+                    x32, batch_sizes, hx, params, True, 1, 0.0, False, False, dtype=torch.qint8, use_dynamic=True
+                )
+        return _cast(out, x.dtype), (_cast(h[0], h0.dtype), _cast(c[0], c0.dtype))
+
+    def extra_repr(self) -> str:
+        return f"{self.input_size}, {self.hidden_size}, int8 per-channel"
 
 
 class Int8Linear(nn.Module):
@@ -57,20 +134,17 @@ def quantize_for_cpu(model: AwdLstmPreTrainedModel, engine: str | None = None) -
         raise TypeError(f"model must be an hf_bpt3c AWD-LSTM model, got {type(model).__name__}")
     if model.device.type != "cpu":
         raise ValueError(f"quantize_for_cpu needs a model on the CPU, got one on {model.device} (call model.cpu())")
-    if any(isinstance(m, AwdLstmLayer) and m.int8_weights is not None for m in model.modules()):
+    if any(isinstance(m, Int8LstmLayer) for m in model.modules()):
         raise ValueError("model is already quantized (quantize_for_cpu returned it): quantize the float model")
     _use_engine(engine)
     quantized = copy.deepcopy(model).float().eval()
-    for module in quantized.modules():
-        if isinstance(module, AwdLstmLayer):
-            module.int8_weights = int8_lstm_weights(
-                (module.weight_ih, module.weight_hh, module.bias_ih, module.bias_hh)
-            )
+    encoder = quantized.base_model
+    encoder.layers = nn.ModuleList(Int8LstmLayer(layer) for layer in encoder.layers)
     classifier = getattr(quantized, "classifier", None)
     if classifier is not None:
         for block in classifier.blocks:
             block.linear = Int8Linear(block.linear)
-    quantized.requires_grad_(False)
+    quantized.eval().requires_grad_(False)
     return quantized
 
 

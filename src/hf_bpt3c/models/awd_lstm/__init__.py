@@ -15,6 +15,7 @@ interpretation) builds on top of this folder and is never shipped with a model.
 
 from .configuration_awd_lstm import AwdLstmConfig
 from .modeling_awd_lstm import (
+    AwdLstmCache,
     AwdLstmCausalLMOutput,
     AwdLstmForCausalLM,
     AwdLstmForSequenceClassification,
@@ -33,4 +34,5 @@ __all__ = [
     "AwdLstmPreTrainedModel",
     "AwdLstmOutput",
     "AwdLstmCausalLMOutput",
+    "AwdLstmCache",
 ]

@@ -1,7 +1,9 @@
 """BPT3C planning: which columns of a batch each chunk covers, which rows run it, which tokens are pooled.
 
-Pure functions of the document lengths (no model), so that `AwdLstmForSequenceClassification.encode_documents`
-reads as the loop of fastai's `SentenceEncoder.forward`: embed a chunk, run the layers, pool, carry the state.
+Pure functions of the document lengths (no model), and `run_plan`, the one BPT3C loop over a plan (fastai's
+`SentenceEncoder.forward`): run a chunk, pool its kept outputs, carry the state detached. The classifier's
+`encode_documents` reads documents through it, and so can any other reader of BPT3C with a `step` of its own
+(another runtime's graph, a chunk recomputed for its gradient).
 
 Invariants of `plan_chunks` (property-tested in tests/test_bpt3c_plan.py):
 - rows are the documents longest first (`order`); document r occupies columns `[first[r], ends[r])`;
@@ -16,9 +18,14 @@ Invariants of `plan_chunks` (property-tested in tests/test_bpt3c_plan.py):
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+
+LstmState = tuple[tuple[torch.Tensor, torch.Tensor], ...]  # per layer (h, c), each (batch, layer_size)
+# step(chunk, chunk_tokens (rows, chunk[, emb]), state of those rows) -> outputs (rows, chunk, feat), new state
+ChunkStep = Callable[["Chunk", torch.Tensor, LstmState], tuple[torch.Tensor, LstmState]]
 
 # In inference (no autograd, no dropout) chunk boundaries change nothing, so documents are read in longer
 # chunks: fewer recurrent calls, larger input-projection matmuls, memory still bounded by the chunk.
@@ -153,6 +160,29 @@ class ConcatPool:
     def result(self) -> torch.Tensor:
         """`(batch, 3*feat)`: [last, max, mean], fastai's order."""
         return torch.cat([self.last, self.max, self.sum / self.count], dim=1)
+
+
+def run_plan(
+    plan: ChunkPlan, tokens: torch.Tensor, state: LstmState, step: ChunkStep, pool: ConcatPool
+) -> torch.Tensor:
+    """BPT3C: read `tokens` `(batch, width[, emb])` (sorted and aligned as planned: `shift_right(tokens[plan.order],
+    plan.first, plan.lengths)`) chunk by chunk, starting from `state`; return the pooled features in the caller's
+    row order, `(batch, 3*feat)`.
+
+    Each chunk runs `step` on the rows that read it, with autograd only if the plan says so; its kept outputs go
+    into `pool`; the state is carried to the next chunk detached, so no gradient crosses a chunk boundary.
+    """
+    for chunk in plan.chunks:
+        n = chunk.rows
+        with torch.set_grad_enabled(chunk.grad):
+            out, new_state = step(chunk, tokens[:n, chunk.start : chunk.end], tuple((h[:n], c[:n]) for h, c in state))
+            if chunk.pooled:
+                pool.update(out, *kept_columns(chunk, plan.ends[:n], plan.kept_from[:n]))
+        state = tuple(
+            (torch.cat([new_h, h[n:]]).detach(), torch.cat([new_c, c[n:]]).detach())
+            for (new_h, new_c), (h, c) in zip(new_state, state)
+        )
+    return pool.result()[plan.restore]
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -5,8 +5,6 @@
 - `_FusedLstm`, for CPU training in bfloat16: matrix products in bfloat16, gate arithmetic and state in float32, a
   backward whose time loop computes only the recurrent term, the chunk's saved tensors in one allocation and the
   DropConnect mask packed eight weights per byte (`pack_bits`);
-- `torch.quantized_lstm` for int8 CPU inference, when a layer holds `Int8LstmWeights` (`hf_bpt3c.quantize_for_cpu`):
-  weights int8 with one scale per output channel, activations quantized on the fly (fbgemm / oneDNN, AVX2 and up).
 
 `lstm_compute_dtype` decides the dtype of the products: the model's request or a bfloat16 autocast, float32 where
 the CPU has no native bfloat16 (`hardware.cpu_bf16_allowed`). DropConnect's mask is drawn by `keep_mask` and
@@ -20,7 +18,6 @@ import math
 import sys
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 
@@ -29,17 +26,10 @@ from .hardware import AUTOCAST_SOURCE, COMPUTE_DTYPE_SOURCE, cpu_bf16_allowed
 LstmWeights = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # weight_ih, weight_hh, bias_ih, bias_hh
 
 
-@dataclass(frozen=True)
-class Int8LstmWeights:
-    """One layer's weights packed for `torch.quantized_lstm` (made by `int8_lstm_weights`; inference only)."""
-
-    cell_params: object  # torch's packed CellParams: both matrices int8 with per-row scales, the biases in float32
-
-
 def lstm_forward(
     x: torch.Tensor,
     state: tuple[torch.Tensor, torch.Tensor],
-    weights: LstmWeights | Int8LstmWeights,
+    weights: LstmWeights,
     keep: torch.Tensor | None,
     weight_dropout: float,
     training: bool,
@@ -54,13 +44,8 @@ def lstm_forward(
     (None: the weights', or bfloat16 under a bfloat16 autocast). Returns the output (x's layout, `hidden`
     features) and the final `(h, c)`.
 
-    CPU training in bfloat16 runs the fused kernel; int8 weights `torch.quantized_lstm`; everything else one
-    `torch.lstm` call.
+    CPU training in bfloat16 runs the fused kernel; everything else one `torch.lstm` call.
     """
-    if isinstance(weights, Int8LstmWeights):
-        if training or (torch.is_grad_enabled() and x.requires_grad):
-            raise ValueError("an int8 model (quantize_for_cpu) runs inference only: call model.eval(), no gradient")
-        return _run_int8_lstm(x, state, weights, batch_sizes)
     h0, c0 = state
     weight_ih, weight_hh, bias_ih, bias_hh = weights
     compute_dtype = lstm_compute_dtype(x, compute_dtype)
@@ -187,58 +172,6 @@ def _run_lstm(
             stack.enter_context(warnings.catch_warnings())
             warnings.filterwarnings("ignore", message=_CUDNN_WEIGHT_COPY_WARNING)
         out, h, c = lstm(x_in, (h_in.unsqueeze(0), c_in.unsqueeze(0)), weights_in)
-    return _cast(out, x.dtype), (_cast(h[0], h0.dtype), _cast(c[0], c0.dtype))
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# int8 inference on CPU: PyTorch's dynamically quantized LSTM (fbgemm or oneDNN, per `torch.backends.quantized`)
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def int8_linear_weight(weight: torch.Tensor, bias: torch.Tensor | None = None) -> object:
-    """`weight` `(out, in)` quantized to int8, symmetric, one scale per output row (max |w| / 127), packed with
-    `bias` for `torch.ops.quantized.linear_dynamic` (which quantizes each input on the fly, one scale per call)."""
-    weight = weight.detach().float()
-    scales = (weight.abs().amax(dim=1) / 127).clamp(min=1e-12).double()  # (out,)
-    zero_points = torch.zeros(weight.size(0), dtype=torch.long)
-    with warnings.catch_warnings():  # PyTorch has deprecated quantized tensors; its int8 kernels still take them
-        warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*deprecated")
-        qweight = torch.quantize_per_channel(weight, scales, zero_points, 0, torch.qint8)
-    return torch.ops.quantized.linear_prepack(qweight, None if bias is None else bias.detach().float())
-
-
-def int8_lstm_weights(weights: LstmWeights, reduce_range: bool = True) -> Int8LstmWeights:
-    """One layer's `(weight_ih, weight_hh, bias_ih, bias_hh)` as `Int8LstmWeights`. reduce_range: quantize the
-    activations to 7 bits, which keeps fbgemm's 16-bit pairwise sums from saturating on CPUs without VNNI."""
-    weight_ih, weight_hh, bias_ih, bias_hh = (t.detach().float() for t in weights)
-    cell_params = torch.ops.quantized.make_quantized_cell_params_dynamic(
-        int8_linear_weight(weight_ih, bias_ih), int8_linear_weight(weight_hh, bias_hh), bias_ih, bias_hh, reduce_range
-    )
-    return Int8LstmWeights(cell_params)
-
-
-def _run_int8_lstm(
-    x: torch.Tensor,
-    state: tuple[torch.Tensor, torch.Tensor],
-    weights: Int8LstmWeights,
-    batch_sizes: torch.Tensor | None,
-) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-    """`lstm_forward` with int8 weights: float32 in and out (x and state cast), the input projection of the whole
-    chunk one int8 product, then one per time step for the recurrence."""
-    h0, c0 = state
-    hx = (_cast(h0, torch.float32).unsqueeze(0), _cast(c0, torch.float32).unsqueeze(0))
-    params = [weights.cell_params]
-    with torch.autocast("cpu", enabled=False):
-        if batch_sizes is None:
-            out, h, c = torch.quantized_lstm(
-                _cast(x, torch.float32), hx, params, True, 1, 0.0, False, False, True, dtype=torch.qint8,
-                use_dynamic=True,
-            )  # fmt: skip
-        else:
-            out, h, c = torch.quantized_lstm(
-                _cast(x, torch.float32), batch_sizes, hx, params, True, 1, 0.0, False, False, dtype=torch.qint8,
-                use_dynamic=True,
-            )  # fmt: skip
     return _cast(out, x.dtype), (_cast(h[0], h0.dtype), _cast(c[0], c0.dtype))
 
 

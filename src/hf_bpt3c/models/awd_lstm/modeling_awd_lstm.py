@@ -5,18 +5,15 @@ Reading guide:
   `drop_connect`, drawn by `AwdLstmLayer.recurrent_mask`); none of them keeps a derived tensor on the module, so
   `copy.deepcopy` and `state_dict` are plain;
 - `AwdLstmModel` embeds and runs the stacked layers, with or without padding (`attention_mask`);
-- `AwdLstmForCausalLM` adds the tied decoder and the recurrent `state` that generation carries;
-- `AwdLstmForSequenceClassification` implements BPT3C in `encode_documents`, the loop of fastai's
-  `SentenceEncoder.forward` over a plan (`bpt3c_plan.plan_chunks`): each document is read in `bptt`-token chunks
-  counted from its own first token, the state is carried and detached at every boundary, chunks before the last
-  `max_len` tokens run without autograd, and the kept chunks are concat-pooled chunk by chunk.
-
-State layout: a tuple with one `(h, c)` pair per layer, each of shape `(batch, layer_output_size)`.
+- `AwdLstmForCausalLM` adds the tied decoder and the recurrent state (`AwdLstmCache`) that generation carries;
+- `AwdLstmForSequenceClassification` implements BPT3C in `encode_documents`: a plan (`bpt3c_plan.plan_chunks`) read
+  by BPT3C's loop (`bpt3c_plan.run_plan`): each document in `bptt`-token chunks from its own first token, the state
+  carried and detached at every boundary, chunks before the last `max_len` tokens without autograd, the kept
+  chunks concat-pooled chunk by chunk.
 
 Beside this file (relative imports, so that `save_pretrained` ships them as remote code): `lstm_kernels` (one
-layer over a chunk: `torch.lstm` or the fused bfloat16 kernel, behind `lstm_forward`), `bpt3c_plan` (which columns
-each chunk covers, which rows run it, which tokens are pooled), `validation` (the inputs and labels), `saving`
-(atomic saves, load errors, the model card) and `hardware` (where bfloat16 is native).
+layer over a chunk, behind `lstm_forward`), `bpt3c_plan`, `validation` (inputs and labels), `saving` (atomic
+saves, load errors, model card hooks) and `hardware` (where bfloat16 is native).
 """
 
 from __future__ import annotations
@@ -35,15 +32,12 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
 
-from .bpt3c_plan import ConcatPool, justify_order, kept_columns, left_justify, plan_chunks, shift_right
+from .bpt3c_plan import Chunk, ConcatPool, LstmState, justify_order, left_justify, plan_chunks, run_plan, shift_right
 from .configuration_awd_lstm import AwdLstmConfig
 from .hardware import bf16_is_native, float32_where_bf16_is_emulated
-from .lstm_kernels import Int8LstmWeights, LstmWeights, drop_connect, keep_mask, lstm_forward
+from .lstm_kernels import LstmWeights, drop_connect, keep_mask, lstm_forward
 from .saving import load_checked, push_card, save_atomically
 from .validation import checked_inputs, checked_labels
-
-LstmState = tuple[tuple[torch.Tensor, torch.Tensor], ...]
-
 
 # ----------------------------------------------------------------------------------------------------------------
 # Regularisers (AWD-LSTM, Merity et al. 2017), each a function of its input and a probability.
@@ -90,8 +84,21 @@ def _float32_where_bf16_is_emulated(forward: Callable) -> Callable:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Outputs
+# Recurrent state and outputs
 # ----------------------------------------------------------------------------------------------------------------
+
+
+class AwdLstmCache(tuple):
+    """The recurrent state: a tuple with one `(h, c)` pair per layer, each `(batch, layer_size)`, as the models
+    return it. It is also what `generate` carries from step to step (the `cache` output, transformers >= 5.24;
+    `state` before) and reorders for beam search (`reorder_cache`, the method transformers calls on a cache).
+    Any tuple of `(h, c)` pairs is accepted as input."""
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        """Beam search: keep the state of the chosen beams, in place (rows `beam_idx` of every `h` and `c`)."""
+        for pair in self:
+            for t in pair:
+                t.copy_(t.index_select(0, beam_idx.to(t.device)))
 
 
 @dataclass
@@ -100,13 +107,13 @@ class AwdLstmOutput(ModelOutput):
 
     Args:
         last_hidden_state: `(batch, seq, embedding_size)` output of the last LSTM layer (zero at padding).
-        state: per layer `(h, c)`, each `(batch, layer_size)`: the state after each row's last real token.
-            Pass it back as `state=` to continue the stream. Returned when `use_cache` is on.
+        state: per layer `(h, c)`, each `(batch, layer_size)` (an `AwdLstmCache`): the state after each row's last
+            real token. Pass it back as `state=` to continue the stream. Returned when `use_cache` is on.
         hidden_states: the output of every layer, each `(batch, seq, layer_size)`, before inter-layer dropout.
     """
 
     last_hidden_state: torch.Tensor | None = None
-    state: LstmState | None = None
+    state: AwdLstmCache | None = None
     hidden_states: tuple[torch.Tensor, ...] | None = None
 
 
@@ -121,14 +128,16 @@ class AwdLstmCausalLMOutput(ModelOutput):
         hidden_states: as in [`AwdLstmOutput`].
         last_hidden_state: `(batch, seq, embedding_size)`, the raw last-layer output (fastai's TAR input).
         dropped_hidden_state: the same after output dropout, what the decoder saw (fastai's AR input).
+        cache: `state` again, under the name `generate` carries from step to step (transformers >= 5.24).
     """
 
     loss: torch.Tensor | None = None
     logits: torch.Tensor | None = None
-    state: LstmState | None = None
+    state: AwdLstmCache | None = None
     hidden_states: tuple[torch.Tensor, ...] | None = None
     last_hidden_state: torch.Tensor | None = None
     dropped_hidden_state: torch.Tensor | None = None
+    cache: AwdLstmCache | None = None
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -140,8 +149,7 @@ class AwdLstmLayer(nn.Module):
     """One LSTM layer with DropConnect on its hidden-to-hidden weight.
 
     The parameters are those of a one-layer `nn.LSTM` (gate order i, f, g, o). The dropped recurrent weight is
-    computed inside the forward and handed to `torch.lstm`; nothing derived is stored on the module, except in a
-    model made for int8 inference (`hf_bpt3c.quantize_for_cpu`), whose layers compute with `int8_weights`.
+    computed inside the forward and handed to `torch.lstm`; nothing derived is stored on the module.
     """
 
     def __init__(self, input_size: int, hidden_size: int, weight_dropout: float):
@@ -151,7 +159,6 @@ class AwdLstmLayer(nn.Module):
         self.weight_hh = nn.Parameter(torch.empty(4 * hidden_size, hidden_size))
         self.bias_ih = nn.Parameter(torch.empty(4 * hidden_size))
         self.bias_hh = nn.Parameter(torch.empty(4 * hidden_size))
-        self.int8_weights: Int8LstmWeights | None = None
 
     def recurrent_mask(self) -> torch.Tensor | None:
         """A fresh DropConnect draw: bool `(4*hidden, hidden)`, True where `weight_hh` is kept (training), or None
@@ -170,10 +177,8 @@ class AwdLstmLayer(nn.Module):
     def weights(self, keep: torch.Tensor | None = None) -> list[torch.Tensor]:
         return [self.weight_ih, self.recurrent_weight(keep), self.bias_ih, self.bias_hh]
 
-    def kernel_weights(self) -> LstmWeights | Int8LstmWeights:
-        """What `lstm_forward` computes with: the int8 weights if the layer has them, else the parameters."""
-        if self.int8_weights is not None:
-            return self.int8_weights
+    def kernel_weights(self) -> LstmWeights:
+        """What `lstm_forward` computes with: `(weight_ih, weight_hh, bias_ih, bias_hh)`."""
         return (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
 
     def forward(
@@ -456,7 +461,7 @@ class AwdLstmModel(AwdLstmPreTrainedModel):
                 every row's outputs and state are those it would get alone. May be longer than the input, then
                 its last `seq` columns apply (as in generation).
             state: per layer `(h, c)` to start from (zeros if None), e.g. the `state` of a previous call.
-            use_cache: return the final `state` (default `config.use_cache`).
+            use_cache: return the final `state` (default: `config.use_cache` in eval mode, off in training).
             output_hidden_states: also return every layer's output.
         """
         tokens, mask = checked_inputs(self.config, input_ids, inputs_embeds, attention_mask, allow_longer_mask=True)
@@ -467,10 +472,11 @@ class AwdLstmModel(AwdLstmPreTrainedModel):
             output, new_state, layer_outputs = self.run_layers(x, state)
         else:
             output, new_state, layer_outputs = self.run_layers_masked(x, mask, state)
-        use_cache = self.config.use_cache if use_cache is None else use_cache
+        if use_cache is None:
+            use_cache = self.config.use_cache and not self.training
         return AwdLstmOutput(
             last_hidden_state=output,
-            state=new_state if use_cache else None,
+            state=AwdLstmCache(new_state) if use_cache else None,
             hidden_states=layer_outputs if output_hidden_states else None,
         )
 
@@ -517,6 +523,7 @@ class AwdLstmForCausalLM(AwdLstmPreTrainedModel, GenerationMixin):
         use_cache: bool | None = None,
         output_hidden_states: bool | None = None,
         logits_to_keep: int = 0,
+        cache: LstmState | None = None,
         **kwargs,
     ) -> AwdLstmCausalLMOutput:
         """Next-token logits for `(batch, seq)` ids.
@@ -526,8 +533,13 @@ class AwdLstmForCausalLM(AwdLstmPreTrainedModel, GenerationMixin):
                 mean next-token cross-entropy (labels are shifted inside).
             state: the `state` of the previous call to continue a stream (see [`AwdLstmModel.forward`]).
             logits_to_keep: if > 0, compute logits for the last `logits_to_keep` positions only.
+            cache: the same as `state`, under the name `generate` passes it (transformers >= 5.24).
         Other arguments as in [`AwdLstmModel.forward`].
         """
+        if cache is not None:
+            if state is not None and state is not cache:
+                raise ValueError("give the recurrent state as state= or as cache=, not both")
+            state = cache
         outputs = self.awd_lstm(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -550,21 +562,7 @@ class AwdLstmForCausalLM(AwdLstmPreTrainedModel, GenerationMixin):
             hidden_states=outputs.hidden_states,
             last_hidden_state=hidden,
             dropped_hidden_state=dropped,
-        )
-
-    def _update_model_kwargs_for_generation(self, outputs, model_kwargs, is_encoder_decoder=False, num_new_tokens=1):
-        # transformers >= 5.24 copies only `outputs.cache`; the LSTM state travels under its own name
-        if "state" in outputs:
-            model_kwargs["state"] = outputs.state
-        return super()._update_model_kwargs_for_generation(outputs, model_kwargs, is_encoder_decoder, num_new_tokens)
-
-    @staticmethod
-    def _reorder_cache(state: LstmState | None, beam_idx: torch.LongTensor) -> LstmState | None:
-        """Beam search: keep the state of the chosen beams (rows)."""
-        if state is None:
-            return None
-        return tuple(
-            (h.index_select(0, beam_idx.to(h.device)), c.index_select(0, beam_idx.to(c.device))) for h, c in state
+            cache=outputs.state,
         )
 
 
@@ -644,21 +642,15 @@ class AwdLstmForSequenceClassification(AwdLstmPreTrainedModel):
         plan = plan_chunks(lengths, self.config.bptt, self.config.max_len, needs_grad, self.training)
         tokens = shift_right(tokens[plan.order], plan.first, plan.lengths)  # longest first, aligned as planned
         like = backbone.embeddings.weight if inputs_embeds is None else inputs_embeds
+
+        def step(chunk: Chunk, chunk_tokens: torch.Tensor, state: LstmState) -> tuple[torch.Tensor, LstmState]:
+            x = self._embed_chunk(chunk_tokens, inputs_embeds is not None)  # (rows, chunk, emb)
+            out, new_state, _ = backbone.run_layers(x, state)
+            return out, new_state
+
         state = backbone.initial_state(tokens.size(0), like)
         pool = ConcatPool(tokens.size(0), self.config.embedding_size, like)
-        for chunk in plan.chunks:
-            n = chunk.rows
-            with torch.set_grad_enabled(chunk.grad):
-                x = self._embed_chunk(tokens[:n, chunk.start : chunk.end], inputs_embeds is not None)  # (n, chunk, emb)
-                out, new_state, _ = backbone.run_layers(x, tuple((h[:n], c[:n]) for h, c in state))
-                if chunk.pooled:
-                    pool.update(out, *kept_columns(chunk, plan.ends[:n], plan.kept_from[:n]))
-            # carry the state to the next chunk, detached: no gradient crosses a chunk boundary
-            state = tuple(
-                (torch.cat([new_h, h[n:]]).detach(), torch.cat([new_c, c[n:]]).detach())
-                for (new_h, new_c), (h, c) in zip(new_state, state)
-            )
-        return pool.result()[plan.restore]  # back to the caller's row order
+        return run_plan(plan, tokens, state, step, pool)  # back in the caller's row order
 
     def _embed_chunk(self, chunk: torch.Tensor, is_embeds: bool) -> torch.Tensor:
         return self.awd_lstm.embed(inputs_embeds=chunk) if is_embeds else self.awd_lstm.embed(input_ids=chunk)
@@ -696,6 +688,7 @@ def justified_documents(
 
 
 __all__ = [
+    "AwdLstmCache",
     "AwdLstmPreTrainedModel",
     "AwdLstmModel",
     "AwdLstmForCausalLM",

@@ -662,13 +662,13 @@ class AwdLstmTokenizer(TokenizersBackend):
 
     def _encoding_rows(self, encodings: list, **flags) -> list[tuple[dict, list]]:
         """`tokenizers.Encoding`s -> (`{key: [row, ...]}`, encodings) per text, with transformers' own conversion
-        (its `_convert_encoding`, the one private transformers API this tokenizer uses: CI runs the tokenizer
-        tests on the oldest supported transformers, 5.23, and on the current one)."""
+        (its private `_convert_encoding`; docs/architecture.md lists the private APIs the core uses, and CI runs
+        the tokenizer tests on the oldest supported transformers, 5.23, and on the current one)."""
         return [self._convert_encoding(encoding, **flags) for encoding in encodings]
 
     def convert_tokens_to_string(self, tokens: list[str]) -> str:
         """Readable text from tokens (see :func:`detokenize`)."""
-        if isinstance(self._tokenizer.model, models.Unigram):
+        if isinstance(self.backend_tokenizer.model, models.Unigram):
             tokens = _pieces_to_words(tokens)
         return detokenize(tokens)
 
