@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import DATA_DIR
 from fastai_reference import randomize_head_batchnorm
 from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
 
@@ -20,7 +21,7 @@ from hf_bpt3c.cli import main
 from hf_bpt3c.convert import convert_fastai, load_fastai_checkpoint, load_itos, match_embeddings
 from hf_bpt3c.models.awd_lstm.tokenization_awd_lstm import SPECIAL_TOKENS, AwdLstmTokenizer
 
-IMDB = Path(__file__).resolve().parents[2] / "shared" / "data" / "imdb_sample" / "texts.csv"
+IMDB = DATA_DIR / "imdb_sample" / "texts.csv"
 EMB, HID, LAYERS, BPTT, MAX_LEN = 16, 24, 3, 20, 60
 FASTAI_CONFIG = dict(emb_sz=EMB, n_hid=HID, n_layers=LAYERS, pad_token=1, bidir=False, output_p=0.1)
 FASTAI_CONFIG.update(hidden_p=0.15, input_p=0.25, embed_p=0.02, weight_p=0.2)
@@ -122,6 +123,18 @@ def test_match_embeddings_on_numbers():
     expected = torch.tensor([[5.0, 2.0], [3.0, 4.0], [1.0, 2.0], [3.0, 8.0]])  # new -> mean row (3, 4)
     assert torch.equal(matched["awd_lstm.embeddings.weight"], expected)
     assert torch.equal(matched["decoder.bias"], torch.tensor([6.0, 3.0, 1.0, 2.0]))  # new -> mean bias 3
+
+
+def test_vocabulary_matching_lives_in_transfer():
+    from hf_bpt3c.convert import from_fastai, transfer
+
+    assert match_embeddings is transfer.match_embeddings is from_fastai.match_embeddings
+    itos, notes = transfer.with_fastai_specials(["_unk_", "xbos", "the"])
+    assert itos[:3] == ["xxunk", "xxbos", "the"] and set(SPECIAL_TOKENS) <= set(itos) and len(notes) == 3
+    state = {"awd_lstm.embeddings.weight": torch.tensor([[1.0, 2.0], [3.0, 6.0]]), "decoder.bias": torch.ones(2)}
+    grown = transfer.append_mean_rows(state, 2)  # (2, emb) -> (4, emb), the new rows hold the mean row
+    assert torch.equal(grown["awd_lstm.embeddings.weight"][2:], torch.tensor([[2.0, 4.0], [2.0, 4.0]]))
+    assert torch.equal(grown["decoder.bias"], torch.ones(4))
 
 
 def test_convert_with_target_vocab_maps_rows_by_token(tmp_path):

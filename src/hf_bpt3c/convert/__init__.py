@@ -3,6 +3,6 @@
 
 from .from_fastai import *  # noqa: F403
 from .from_fastai import __all__ as _from_fastai_all
-from .transfer import VocabularyTransfer, adapt_vocabulary, vocabulary_of
+from .transfer import VocabularyTransfer, adapt_vocabulary, match_embeddings, vocabulary_of
 
-__all__ = [*_from_fastai_all, "VocabularyTransfer", "adapt_vocabulary", "vocabulary_of"]
+__all__ = [*_from_fastai_all, "VocabularyTransfer", "adapt_vocabulary", "match_embeddings", "vocabulary_of"]

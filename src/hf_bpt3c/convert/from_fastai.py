@@ -1,6 +1,6 @@
 """Convert fastai ULMFiT checkpoints (v2, v1 and 0.7 layouts) into `save_pretrained` folders of hf_bpt3c.
 
-fastai key layouts (see the project notes, bpt3c-reference §1.5):
+fastai key layouts:
 - v2 LM:  `0.encoder.weight`, `0.encoder_dp.emb.weight` (alias), `0.rnns.{i}.weight_hh_l0_raw`,
   `0.rnns.{i}.module.{weight_ih_l0,bias_ih_l0,bias_hh_l0}`, `1.decoder.weight` (tied), `1.decoder.bias`;
 - v2 classifier: the same encoder under `0.module.`, the head under `1.layers.{k}.0.*` (BatchNorm1d) and
@@ -33,8 +33,9 @@ from ..model_card import INFO_KEYS
 from ..models.awd_lstm.configuration_awd_lstm import AwdLstmConfig
 from ..models.awd_lstm.modeling_awd_lstm import AwdLstmForCausalLM, AwdLstmForSequenceClassification, AwdLstmModel
 from ..models.awd_lstm.saving import save_atomically
-from ..models.awd_lstm.tokenization_awd_lstm import SPECIAL_TOKENS, AwdLstmTokenizer
+from ..models.awd_lstm.tokenization_awd_lstm import AwdLstmTokenizer
 from .download import cached_download, check_url, extract_files, fastai_cache_dir
+from .transfer import append_mean_rows, match_embeddings, with_fastai_specials
 
 logger = logging.getLogger(__name__)
 
@@ -47,16 +48,6 @@ _LAYER_NAMES = {
     "bias_hh_l0": "bias_hh",
 }
 _ENCODER_ALIASES = ("encoder_dp.emb.weight", "encoder_with_dropout.embed.weight")
-# fastai 0.7's names of the special tokens (ULMFiT's imdb scripts) -> fastai v1/v2 names.
-_V07_TOKENS = {
-    "_unk_": "xxunk",
-    "_pad_": "xxpad",
-    "xbos": "xxbos",
-    "xfld": "xxfld",
-    "t_up": "xxup",
-    "tk_rep": "xxrep",
-    "tk_wrep": "xxwrep",
-}
 # Objects fastai stores next to the weights in `learn.save` files (optimizer state: fastcore's `L`, numpy
 # scalars, v1's `opt_func` partial). They are replaced by an inert stand-in; only the `model` entry is used.
 _OPTIMIZER_STATE_GLOBALS = (
@@ -272,55 +263,6 @@ def _vocab_arg(vocab: str | os.PathLike | Sequence[str], name: str) -> list[str]
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Vocabulary transfer
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def match_embeddings(
-    state_dict: dict[str, torch.Tensor], old_itos: Sequence[str], new_itos: Sequence[str]
-) -> dict[str, torch.Tensor]:
-    """fastai's `match_embeds` on an hf state dict: rows of `awd_lstm.embeddings.weight` `(V_old, emb)` and
-    `decoder.bias` `(V_old,)` (if present) are picked by token string for `new_itos`, giving `(V_new, emb)` and
-    `(V_new,)`. Tokens absent from `old_itos` get the mean row / mean bias; a token listed twice in `old_itos`
-    maps to its last id, as in fastai. Returns a new dict; the other entries are shared.
-    """
-    weight = state_dict["awd_lstm.embeddings.weight"]
-    if weight.shape[0] != len(old_itos):
-        raise ValueError(f"old_itos has {len(old_itos)} tokens but the embedding has {weight.shape[0]} rows")
-    old_ids = {tok: i for i, tok in enumerate(old_itos)}
-    rows = torch.tensor([old_ids.get(tok, -1) for tok in new_itos])
-    known = (rows >= 0).unsqueeze(1)
-    matched = dict(state_dict)
-    matched["awd_lstm.embeddings.weight"] = torch.where(known, weight[rows.clamp(min=0)], weight.mean(0))
-    if "decoder.bias" in state_dict:
-        bias = state_dict["decoder.bias"]
-        matched["decoder.bias"] = torch.where(known[:, 0], bias[rows.clamp(min=0)], bias.mean())
-    return matched
-
-
-def _with_fastai_specials(itos: list[str]) -> tuple[list[str], list[str]]:
-    """Rename fastai 0.7 special tokens (`_unk_`, `xbos`, `t_up`, ...) to their v2 names and append the v2
-    special tokens still missing. Returns the new itos (old ids unchanged) and a list of what was done."""
-    renamed = [_V07_TOKENS[t] if t in _V07_TOKENS and _V07_TOKENS[t] not in itos else t for t in itos]
-    notes = [f"renamed fastai 0.7 tokens {a!r} -> {b!r}" for a, b in zip(itos, renamed) if a != b]
-    missing = [tok for tok in SPECIAL_TOKENS if tok not in renamed]
-    if missing:
-        notes.append(f"appended special tokens {missing} (ids {len(renamed)}..) with the mean embedding row")
-    return renamed + missing, notes
-
-
-def _append_mean_rows(state_dict: dict[str, torch.Tensor], n: int) -> dict[str, torch.Tensor]:
-    """Add `n` rows to the embedding `(V, emb) -> (V+n, emb)` (and decoder bias) holding the mean row/bias."""
-    grown = dict(state_dict)
-    weight = state_dict["awd_lstm.embeddings.weight"]
-    grown["awd_lstm.embeddings.weight"] = torch.cat([weight, weight.mean(0, keepdim=True).expand(n, -1)])
-    if "decoder.bias" in state_dict:
-        bias = state_dict["decoder.bias"]
-        grown["decoder.bias"] = torch.cat([bias, bias.mean().expand(n)])
-    return grown
-
-
-# ----------------------------------------------------------------------------------------------------------------
 # Conversion
 # ----------------------------------------------------------------------------------------------------------------
 
@@ -467,12 +409,12 @@ def convert_fastai(
     if kind == "language_model" and "decoder.bias" not in hf:
         hf["decoder.bias"] = torch.zeros(n_rows)
         notes.append("the checkpoint's decoder has no bias (fastai 0.7); the converted decoder bias is set to zero")
-    itos, special_notes = _with_fastai_specials(itos)
+    itos, special_notes = with_fastai_specials(itos)
     notes += special_notes
     if len(itos) > n_rows:
-        hf = _append_mean_rows(hf, len(itos) - n_rows)
+        hf = append_mean_rows(hf, len(itos) - n_rows)
     if target_vocab is not None:
-        new_itos = _with_fastai_specials(_vocab_arg(target_vocab, "target_vocab"))[0]
+        new_itos = with_fastai_specials(_vocab_arg(target_vocab, "target_vocab"))[0]
         hf = match_embeddings(hf, itos, new_itos)
         old_tokens = set(itos)
         found = sum(tok in old_tokens for tok in new_itos)
@@ -704,5 +646,4 @@ __all__ = [
     "is_fastai_classifier",
     "load_fastai_checkpoint",
     "load_itos",
-    "match_embeddings",
 ]

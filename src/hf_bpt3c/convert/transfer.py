@@ -6,6 +6,10 @@ the target vocabulary from the target texts and maps the pretrained embedding ro
 the mean row (and the mean bias). `adapt_vocabulary` does that on an hf_bpt3c model and returns a new model of the
 same class with `vocab_size` = the new vocabulary's size; the LSTM layers, the head and every other weight are
 copied unchanged.
+
+The vocabulary matching itself works on state dicts, for `adapt_vocabulary` and for `convert_fastai`:
+`match_embeddings` (rows picked by token string), `with_fastai_specials` (fastai 0.7 special-token names -> v2
+names, missing v2 special tokens appended) and `append_mean_rows` (embedding rows for appended tokens).
 """
 
 from __future__ import annotations
@@ -14,11 +18,67 @@ import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import torch
+
 from ..models.awd_lstm.modeling_awd_lstm import AwdLstmForCausalLM, AwdLstmForSequenceClassification, AwdLstmModel
-from ..models.awd_lstm.tokenization_awd_lstm import AwdLstmTokenizer
-from .from_fastai import match_embeddings
+from ..models.awd_lstm.tokenization_awd_lstm import SPECIAL_TOKENS, AwdLstmTokenizer
 
 _AwdLstm = AwdLstmModel | AwdLstmForCausalLM | AwdLstmForSequenceClassification
+
+# fastai 0.7's names of the special tokens (ULMFiT's imdb scripts) -> fastai v1/v2 names.
+_V07_TOKENS = {
+    "_unk_": "xxunk",
+    "_pad_": "xxpad",
+    "xbos": "xxbos",
+    "xfld": "xxfld",
+    "t_up": "xxup",
+    "tk_rep": "xxrep",
+    "tk_wrep": "xxwrep",
+}
+
+
+def match_embeddings(
+    state_dict: dict[str, torch.Tensor], old_itos: Sequence[str], new_itos: Sequence[str]
+) -> dict[str, torch.Tensor]:
+    """fastai's `match_embeds` on an hf state dict: rows of `awd_lstm.embeddings.weight` `(V_old, emb)` and
+    `decoder.bias` `(V_old,)` (if present) are picked by token string for `new_itos`, giving `(V_new, emb)` and
+    `(V_new,)`. Tokens absent from `old_itos` get the mean row / mean bias; a token listed twice in `old_itos`
+    maps to its last id, as in fastai. Returns a new dict; the other entries are shared.
+    """
+    weight = state_dict["awd_lstm.embeddings.weight"]
+    if weight.shape[0] != len(old_itos):
+        raise ValueError(f"old_itos has {len(old_itos)} tokens but the embedding has {weight.shape[0]} rows")
+    old_ids = {tok: i for i, tok in enumerate(old_itos)}
+    rows = torch.tensor([old_ids.get(tok, -1) for tok in new_itos])
+    known = (rows >= 0).unsqueeze(1)
+    matched = dict(state_dict)
+    matched["awd_lstm.embeddings.weight"] = torch.where(known, weight[rows.clamp(min=0)], weight.mean(0))
+    if "decoder.bias" in state_dict:
+        bias = state_dict["decoder.bias"]
+        matched["decoder.bias"] = torch.where(known[:, 0], bias[rows.clamp(min=0)], bias.mean())
+    return matched
+
+
+def with_fastai_specials(itos: list[str]) -> tuple[list[str], list[str]]:
+    """Rename fastai 0.7 special tokens (`_unk_`, `xbos`, `t_up`, ...) to their v2 names and append the v2
+    special tokens still missing. Returns the new itos (old ids unchanged) and a list of what was done."""
+    renamed = [_V07_TOKENS[t] if t in _V07_TOKENS and _V07_TOKENS[t] not in itos else t for t in itos]
+    notes = [f"renamed fastai 0.7 tokens {a!r} -> {b!r}" for a, b in zip(itos, renamed) if a != b]
+    missing = [tok for tok in SPECIAL_TOKENS if tok not in renamed]
+    if missing:
+        notes.append(f"appended special tokens {missing} (ids {len(renamed)}..) with the mean embedding row")
+    return renamed + missing, notes
+
+
+def append_mean_rows(state_dict: dict[str, torch.Tensor], n: int) -> dict[str, torch.Tensor]:
+    """Add `n` rows to the embedding `(V, emb) -> (V+n, emb)` (and decoder bias) holding the mean row/bias."""
+    grown = dict(state_dict)
+    weight = state_dict["awd_lstm.embeddings.weight"]
+    grown["awd_lstm.embeddings.weight"] = torch.cat([weight, weight.mean(0, keepdim=True).expand(n, -1)])
+    if "decoder.bias" in state_dict:
+        bias = state_dict["decoder.bias"]
+        grown["decoder.bias"] = torch.cat([bias, bias.mean().expand(n)])
+    return grown
 
 
 @dataclass
@@ -97,4 +157,4 @@ def adapt_vocabulary(
     return VocabularyTransfer(model=adapted, found=found, total=len(new_itos))
 
 
-__all__ = ["VocabularyTransfer", "adapt_vocabulary", "vocabulary_of"]
+__all__ = ["VocabularyTransfer", "adapt_vocabulary", "match_embeddings", "vocabulary_of"]
