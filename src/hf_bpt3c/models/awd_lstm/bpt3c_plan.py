@@ -130,18 +130,21 @@ class ConcatPool:
     """Running concat pooling over the kept tokens, updated chunk by chunk (no concatenated outputs).
 
     Holds, per document, the output at its last real token, the running max and the running sum/count.
-    Updates are functional so that autograd can flow into every kept chunk.
+    Updates are functional so that autograd can flow into every kept chunk. With `track_argmax` it also keeps the
+    column each feature's maximum came from, so that a gradient of the pooled features can be handed back to each
+    chunk's outputs without autograd (`output_gradient`: a chunk-by-chunk backward, as the attribution reader does).
     """
 
-    def __init__(self, batch: int, features: int, like: torch.Tensor):
+    def __init__(self, batch: int, features: int, like: torch.Tensor, track_argmax: bool = False):
         self.last = like.new_zeros(batch, features)
         self.max = like.new_full((batch, features), float("-inf"))
         self.sum = like.new_zeros(batch, features)
         self.count = like.new_zeros(batch, 1)
+        self.argmax = torch.zeros(batch, features, dtype=torch.long, device=like.device) if track_argmax else None
 
-    def update(self, out: torch.Tensor, kept: torch.Tensor, last_at: torch.Tensor) -> None:
+    def update(self, out: torch.Tensor, kept: torch.Tensor, last_at: torch.Tensor, start: int = 0) -> None:
         """out: `(n, chunk, feat)` for the first n documents; kept: bool `(n, chunk)`; last_at: `(n,)` the chunk
-        position of each document's last token, or -1 if it is not in this chunk."""
+        position of each document's last token, or -1 if it is not in this chunk; start: the chunk's first column."""
         n_rest = self.sum.size(0) - out.size(0)
 
         def full(x: torch.Tensor, fill: float) -> torch.Tensor:  # (n, feat) -> (batch, feat)
@@ -149,7 +152,14 @@ class ConcatPool:
 
         kept3 = kept.unsqueeze(-1)
         self.sum = self.sum + full(out.masked_fill(~kept3, 0.0).sum(dim=1), 0.0)
-        self.max = torch.maximum(self.max, full(out.masked_fill(~kept3, float("-inf")).amax(dim=1), float("-inf")))
+        kept_out = out.masked_fill(~kept3, float("-inf"))
+        if self.argmax is None:
+            self.max = torch.maximum(self.max, full(kept_out.amax(dim=1), float("-inf")))
+        else:
+            chunk_max, chunk_arg = kept_out.max(dim=1)  # (n, feat): the first position of each maximum
+            better = full(chunk_max, float("-inf")) > self.max
+            self.argmax = torch.where(better, full(chunk_arg + start, 0), self.argmax)
+            self.max = torch.maximum(self.max, full(chunk_max, float("-inf")))
         self.count = self.count + full(kept.sum(dim=1, keepdim=True).to(out.dtype), 0.0)
         has_last = last_at >= 0
         if bool(has_last.any()):
@@ -160,6 +170,25 @@ class ConcatPool:
     def result(self) -> torch.Tensor:
         """`(batch, 3*feat)`: [last, max, mean], fastai's order."""
         return torch.cat([self.last, self.max, self.sum / self.count], dim=1)
+
+    def output_gradient(
+        self, d_pooled: torch.Tensor, kept: torch.Tensor, last_at: torch.Tensor, start: int
+    ) -> torch.Tensor:
+        """The gradient of a chunk's outputs from `d_pooled` `(batch, 3*feat)`, the gradient of `result()` (needs
+        `track_argmax`). kept, last_at, start: as given to `update` for that chunk (its first n documents).
+        Returns `(n, chunk, feat)`: mean's share on every kept token, last's at the last token, max's at the
+        arg-max."""
+        if self.argmax is None:
+            raise ValueError("output_gradient needs a ConcatPool made with track_argmax=True")
+        n, width = kept.shape
+        d_last, d_max, d_mean = d_pooled[:n].chunk(3, dim=1)  # each (n, feat)
+        d_out = (d_mean / self.count[:n]).unsqueeze(1) * kept.unsqueeze(-1)  # (n, chunk, feat)
+        rows = (last_at >= 0).nonzero().squeeze(1)
+        d_out[rows, last_at[rows]] += d_last[rows]
+        argmax = self.argmax[:n]
+        inside = (argmax >= start) & (argmax < start + width)
+        at = (argmax - start).clamp(0, width - 1).unsqueeze(1)  # (n, 1, feat)
+        return d_out.scatter_add_(1, at, (d_max * inside).unsqueeze(1))
 
 
 def run_plan(
@@ -177,7 +206,7 @@ def run_plan(
         with torch.set_grad_enabled(chunk.grad):
             out, new_state = step(chunk, tokens[:n, chunk.start : chunk.end], tuple((h[:n], c[:n]) for h, c in state))
             if chunk.pooled:
-                pool.update(out, *kept_columns(chunk, plan.ends[:n], plan.kept_from[:n]))
+                pool.update(out, *kept_columns(chunk, plan.ends[:n], plan.kept_from[:n]), chunk.start)
         state = tuple(
             (torch.cat([new_h, h[n:]]).detach(), torch.cat([new_c, c[n:]]).detach())
             for (new_h, new_c), (h, c) in zip(new_state, state)
