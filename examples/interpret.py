@@ -20,7 +20,7 @@ Examples:
         --output_dir why
     python examples/interpret.py --model_name_or_path runs/imdb --text_file review.txt --output_dir why
     python examples/interpret.py --model_name_or_path runs/imdb --output_dir why \\
-        --validation_file ../shared/data/imdb_sample/texts.csv --split_column is_valid
+        --validation_file imdb_texts.csv --split_column is_valid
 """
 
 from __future__ import annotations

@@ -7,9 +7,8 @@ Takes the longest review of the IMDb sample (by the model's tokens), explains th
 - bottom: |attribution| on a log scale, full scope (through the carried state, checkpointed chunk by chunk) and
   kept scope (BPT3C's own gradient: exactly 0 before the kept window), i.e. how far back the prediction reaches.
 
-Usage: python scripts/interpret_figure.py [--model_name_or_path runs/imdb]
-           [--data ../shared/data/imdb_sample/texts.csv] [--out docs/interpret.png]
-(the figure in docs/ comes from `--model_name_or_path` pointing at the main job's `runs/imdb`, seed 42).
+Usage: python scripts/interpret_figure.py [--model_name_or_path runs/imdb] [--data texts.csv] [--out docs/interpret.png]
+(--data: a CSV with `text` and `label` columns; default the IMDb sample of the shared data folder).
 """
 
 from __future__ import annotations

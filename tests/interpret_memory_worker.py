@@ -6,7 +6,7 @@ Prints one JSON line: tokens, peak_rss_mb (the process's peak resident set, impo
 Usage:
     python tests/interpret_memory_worker.py --tokens 100000                       # the test's model (emb 32/hid 128)
     python tests/interpret_memory_worker.py --tokens 10000 --embedding-size 128 --hidden-size 384 --layers 2
-    python tests/interpret_memory_worker.py --tokens 10000 --model /work/models/imdb_main_job
+    python tests/interpret_memory_worker.py --tokens 10000 --model runs/imdb           # a saved classifier
     python tests/interpret_memory_worker.py --tokens 100000 --naive    # plain autograd through the whole document
 """
 

@@ -331,6 +331,14 @@ def test_top_losses_are_the_largest_per_document_losses(texts_and_labels):
         assert row["text"] == texts[row["row"]] and row["label"] == "abc"[labels[row["row"]]]
     matrix = interpret.confusion_matrix(model=model, tokenizer=tokenizer, texts=texts, labels=labels)
     assert matrix.counts.sum() == len(texts) and matrix.label_names == ["a", "b", "c"]
+    names = ["abc"[y] for y in labels]  # class names work as labels too
+    predictions = interpret.DocumentPredictions.from_model(model, tokenizer, texts, names, batch_size=4)
+    assert interpret.top_losses(predictions, k=5) == table
+    assert (interpret.confusion_matrix(predictions).counts == matrix.counts).all()
+    with pytest.raises(TypeError, match="trainer.predict output"):
+        interpret.confusion_matrix([0, 1])
+    with pytest.raises(ValueError, match="give a trainer.predict output"):
+        interpret.top_losses(model=model, texts=texts)
 
 
 def test_trainer_predictions_are_paired_with_their_documents_under_group_by_length(texts_and_labels, tmp_path):
@@ -369,6 +377,13 @@ def test_trainer_predictions_are_paired_with_their_documents_under_group_by_leng
         interpret.top_losses(output)
     matrix = interpret.confusion_matrix(output, path=tmp_path / "cm.png")
     assert (tmp_path / "cm.png").stat().st_size > 5000 and matrix.counts.sum() == len(texts)
+    in_prediction_order = interpret.DocumentPredictions.from_output(output, model)
+    assert in_prediction_order.rows is None and in_prediction_order.label_names == ["a", "b", "c"]
+    assert (interpret.confusion_matrix(in_prediction_order).counts == matrix.counts).all()
+    in_dataset_order = interpret.DocumentPredictions.from_trainer(trainer, dataset, output)
+    assert in_dataset_order.labels.tolist() == labels and in_dataset_order.texts == texts
+    torch.testing.assert_close(in_dataset_order.logits[order], in_prediction_order.logits)
+    assert interpret.top_losses(in_dataset_order, k=20) == table
 
 
 # ---------------------------------------------------------------------------------------------- the example

@@ -7,22 +7,26 @@ classifier (`config.backwards=True`) reverses each document itself, so both take
     result.probabilities  # (len(texts), num_labels), the mean of the models' probabilities
     result.labels         # the predicted class name of each text
 
-Documents are batched longest first (little padding), and every result is written back to its text's row, so the
-output follows the input order whatever the batching. BPT3C gives each document the same logits whatever batch it
-is in and however it is padded, so batching changes nothing in the numbers.
+Each model's logits come from `prediction.batched_logits` (batched longest first, written back to each text's row),
+so the output follows the input order whatever the batching.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
-CLASSIFICATION_TYPES = ("single_label_classification", "multi_label_classification")
-MULTI_LABEL_THRESHOLD = 0.5
+from .prediction import (
+    CLASSIFICATION_TYPES,
+    MULTI_LABEL_THRESHOLD,
+    batched_logits,
+    eval_mode,
+    probabilities,
+    problem_type_of,
+)
 
 
 class EnsemblePrediction(NamedTuple):
@@ -40,24 +44,6 @@ class EnsemblePrediction(NamedTuple):
     probabilities: np.ndarray
     label_ids: np.ndarray
     labels: list
-
-
-def problem_type_of(config) -> str:
-    """The classifier's problem type, inferred as transformers does when unset (one label: regression)."""
-    if config.problem_type:
-        return config.problem_type
-    return "regression" if config.num_labels == 1 else "single_label_classification"
-
-
-def probabilities(logits: torch.Tensor, problem_type: str) -> torch.Tensor:
-    """Logits `(batch, num_labels)` -> softmax probabilities (single-label) or per-label sigmoid probabilities
-    (multi-label), `(batch, num_labels)` float32."""
-    logits = logits.float()
-    if problem_type == "single_label_classification":
-        return logits.softmax(dim=-1)
-    if problem_type == "multi_label_classification":
-        return logits.sigmoid()
-    raise ValueError(f"problem_type must be one of {CLASSIFICATION_TYPES}, got {problem_type!r}")
 
 
 def _check_texts(texts) -> list[str]:
@@ -111,53 +97,6 @@ def _check_models(models, tokenizer) -> list:
     return list(models)
 
 
-def _length_order(input_ids: list[list[int]]) -> list[int]:
-    """Row indices longest first (stable): batches of similar lengths."""
-    return sorted(range(len(input_ids)), key=lambda i: -len(input_ids[i]))
-
-
-@contextlib.contextmanager
-def eval_mode(model: torch.nn.Module) -> Iterator[None]:
-    """Eval mode (no dropout, BatchNorm's running statistics) for the duration, every module's flag restored."""
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, training in modes:
-            module.training = training
-
-
-@torch.inference_mode()
-def batched_logits(
-    model, tokenizer, input_ids: list[list[int]], batch_size: int, name: str = "model", progress: bool = False
-) -> torch.Tensor:
-    """The model's logits `(len(input_ids), num_labels)` float32 for token-id lists, in eval mode, computed in
-    batches longest first (`tokenizer.pad`) and written back to each row's place; `name` names the model in
-    errors; `progress` shows a bar over the batches."""
-    order = _length_order(input_ids)
-    device = next(model.parameters()).device
-    out = torch.zeros(len(input_ids), model.config.num_labels)
-    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
-    if progress:
-        from tqdm.auto import tqdm
-
-        batches = tqdm(batches, desc="predicting", unit=" batches")
-    with eval_mode(model):
-        for rows in batches:
-            batch = tokenizer.pad({"input_ids": [input_ids[i] for i in rows]}, return_tensors="pt")
-            logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device))
-            logits = getattr(logits, "logits", None)
-            if logits is None or tuple(logits.shape) != (len(rows), model.config.num_labels):
-                shape = None if logits is None else tuple(logits.shape)
-                raise ValueError(
-                    f"{name} returned logits of shape {shape}, not (batch, num_labels={model.config.num_labels}): "
-                    "predictions need sequence classifiers"
-                )
-            out[rows] = logits.float().cpu()
-    return out
-
-
 def _predict_rows(model, tokenizer, input_ids: list[list[int]], batch_size: int, name: str) -> np.ndarray:
     """`probabilities` `(len(input_ids), num_labels)` float64 of every row, in the rows' order; `name` (e.g.
     `models[1]`) is the model's name in errors."""
@@ -207,4 +146,5 @@ def ensemble_predict(models, tokenizer, texts: Sequence[str], batch_size: int = 
     return EnsemblePrediction(probs, label_ids, labels)
 
 
+# batched_logits, eval_mode, probabilities and problem_type_of live in `prediction`, re-exported here
 __all__ = ["EnsemblePrediction", "batched_logits", "ensemble_predict", "eval_mode", "probabilities", "problem_type_of"]
