@@ -32,6 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..models.awd_lstm.bpt3c_plan import Chunk, ChunkPlan, ConcatPool, kept_columns, plan_chunks, run_plan
 from ..models.awd_lstm.modeling_awd_lstm import AwdLstmForSequenceClassification
 from ..serving.prediction import eval_mode
 
@@ -174,20 +175,20 @@ class _DocumentResult:
     logits: torch.Tensor  # (num_labels,)
     baseline_logits: torch.Tensor | None
     kept_start: int  # reading position where the kept window begins
+    chunk_bounds: list[tuple[int, int]]  # (start, end) reading positions of BPT3C's chunks
 
 
 def _collect(model, results: list[_DocumentResult], method: str, scope: str) -> TokenAttributions:
-    bptt, backwards = model.config.bptt, model.config.backwards
     scores, chunk_starts, kept_spans = [], [], []
     for result in results:
         length = result.scores.numel()
-        if backwards:  # reading position r is document position length-1-r
+        if model.config.backwards:  # reading position r is document position length-1-r
             scores.append(result.scores.flip(0))
-            chunk_starts.append(sorted(length - min(r + bptt, length) for r in range(0, length, bptt)))
+            chunk_starts.append(sorted(length - end for _, end in result.chunk_bounds))
             kept_spans.append((0, length - result.kept_start))
         else:
             scores.append(result.scores)
-            chunk_starts.append(list(range(0, length, bptt)))
+            chunk_starts.append([start for start, _ in result.chunk_bounds])
             kept_spans.append((result.kept_start, length))
     baseline = [r.baseline_logits for r in results]
     return TokenAttributions(
@@ -205,56 +206,23 @@ def _collect(model, results: list[_DocumentResult], method: str, scope: str) -> 
 ChunkInputs = Callable[[int, int], torch.Tensor]  # (start, end) -> input embeddings (rows, end-start, emb)
 
 
-class _RunningPool:
-    """Concat pooling `[last, max, mean]` over the kept chunks of one document (rows: versions of it), without
-    autograd; remembers where each feature's maximum came from, so that the pooled features' gradient can be
-    handed to each chunk's outputs (`output_gradient`)."""
-
-    def __init__(self, length: int, kept_start: int):
-        self.length, self.count = length, length - kept_start
-        self.last = self.max = self.argmax = self.sum = None
-
-    def update(self, out: torch.Tensor, start: int) -> None:
-        """out: `(rows, chunk, feat)` outputs of the kept chunk beginning at `start`."""
-        chunk_max, chunk_arg = out.max(dim=1)  # (rows, feat)
-        if self.max is None:
-            self.max, self.argmax, self.sum = chunk_max, chunk_arg + start, out.sum(dim=1)
-        else:
-            better = chunk_max > self.max
-            self.max = torch.where(better, chunk_max, self.max)
-            self.argmax = torch.where(better, chunk_arg + start, self.argmax)
-            self.sum = self.sum + out.sum(dim=1)
-        if start + out.size(1) == self.length:
-            self.last = out[:, -1]
-
-    def result(self) -> torch.Tensor:
-        """`(rows, 3*feat)`, the order of the model's `_ConcatPool`."""
-        return torch.cat([self.last, self.max, self.sum / self.count], dim=1)
-
-    def output_gradient(self, d_pooled: torch.Tensor, start: int, end: int) -> torch.Tensor:
-        """d_pooled: `(rows, 3*feat)` -> the gradient of the outputs of the kept chunk `[start, end)`,
-        `(rows, end-start, feat)`."""
-        d_last, d_max, d_mean = d_pooled.chunk(3, dim=1)  # each (rows, feat)
-        d_out = (d_mean / self.count).unsqueeze(1).repeat(1, end - start, 1)
-        if end == self.length:
-            d_out[:, -1] += d_last
-        inside = (self.argmax >= start) & (self.argmax < end)
-        at = (self.argmax - start).clamp(0, end - start - 1).unsqueeze(1)  # (rows, 1, feat)
-        return d_out.scatter_add_(1, at, (d_max * inside).unsqueeze(1))
-
-
 class _CheckpointedReader:
-    """One document `(length,)` in reading order: BPT3C's chunks, the kept window, the forward pass that keeps
-    only the state at each chunk boundary, and the backward walk that recomputes one chunk at a time."""
+    """One document `(length,)` in reading order, as `rows` versions of it (integration points): BPT3C's plan of
+    the document (`plan_chunks`: `bptt` chunks from its first token, the kept window), the forward pass through the
+    model's loop (`run_plan`) that keeps only the state entering each chunk, and the backward walk that recomputes
+    one chunk at a time."""
 
     def __init__(self, model: AwdLstmForSequenceClassification, ids: torch.Tensor, scope: str):
         self.model, self.backbone, self.ids, self.scope = model, model.awd_lstm, ids, scope
-        bptt, max_len = model.config.bptt, model.config.max_len
         self.length = ids.numel()
-        self.bounds = [(s, min(s + bptt, self.length)) for s in range(0, self.length, bptt)]
-        # the first chunk inside the last max_len tokens (as `encode_documents`)
-        self.kept_start = -(-max(self.length - max_len, 0) // bptt) * bptt
         self.weight = self.backbone.embeddings.weight
+        self.plan = self._plan(rows=1)
+        self.kept_start = int(self.plan.kept_from[0])  # the first chunk inside the last max_len tokens
+
+    def _plan(self, rows: int) -> ChunkPlan:
+        """The plan of `rows` copies of the document: chunks of `bptt` tokens (as in training), no autograd."""
+        lengths = torch.full((rows,), self.length, dtype=torch.long, device=self.ids.device)
+        return plan_chunks(lengths, self.model.config.bptt, self.model.config.max_len, grad=False, training=True)
 
     def embeddings(self, start: int, end: int) -> torch.Tensor:
         """`(end-start, emb)` the document's own token embeddings."""
@@ -265,38 +233,35 @@ class _CheckpointedReader:
         pad = self.model.config.pad_token_id
         return self.weight[pad].detach() if pad is not None else self.weight.new_zeros(self.weight.size(1))
 
-    def _is_context(self, start: int) -> bool:
+    def _is_context(self, chunk: Chunk) -> bool:
         """In scope "kept" the chunks before the window are context: always the document itself, never explained."""
-        return self.scope == "kept" and start < self.kept_start
-
-    def _walked_chunks(self) -> list[int]:
-        return [c for c, (s, _) in enumerate(self.bounds) if not self._is_context(s)]
+        return self.scope == "kept" and chunk.start < self.kept_start
 
     def _run(self, x: torch.Tensor, state) -> tuple[torch.Tensor, tuple]:
         out, new_state, _ = self.backbone.run_layers(self.backbone.embed(inputs_embeds=x), state)
         return out, new_state
 
     @torch.no_grad()
-    def forward(self, inputs: ChunkInputs, rows: int) -> tuple[_RunningPool, dict[int, tuple]]:
-        """Read the document once without autograd; return the pooling and the state entering each walked chunk."""
-        state = self.backbone.initial_state(1, self.weight)
-        pool, saved = _RunningPool(self.length, self.kept_start), {}
-        for c, (start, end) in enumerate(self.bounds):
-            if self._is_context(start):
-                x = self.embeddings(start, end).unsqueeze(0)
-            else:
-                if state[0][0].size(0) != rows:  # the context was read once; the explained part has `rows` rows
-                    state = tuple((h.expand(rows, -1).contiguous(), s.expand(rows, -1).contiguous()) for h, s in state)
-                saved[c] = state
-                x = inputs(start, end)
-            out, state = self._run(x, state)
-            if start >= self.kept_start:
-                pool.update(out, start)
-        return pool, saved
+    def forward(self, inputs: ChunkInputs, rows: int) -> tuple[ChunkPlan, ConcatPool, dict[int, tuple]]:
+        """Read the document once without autograd through `run_plan`; return the plan, the pooling (with the
+        arg-max of every feature) and the state entering each walked chunk, keyed by its start."""
+        plan, saved = self._plan(rows), {}
+
+        def step(chunk: Chunk, _positions: torch.Tensor, state: tuple) -> tuple[torch.Tensor, tuple]:
+            if self._is_context(chunk):  # the context is the same for every row: read once, then copied
+                out, state = self._run(self.embeddings(chunk.start, chunk.end).unsqueeze(0), _first_row(state))
+                return out.expand(rows, -1, -1), _expanded(state, rows)
+            saved[chunk.start] = state
+            return self._run(inputs(chunk.start, chunk.end), state)
+
+        positions = torch.arange(self.length, device=self.ids.device).expand(rows, -1)  # what each chunk covers
+        pool = ConcatPool(rows, self.model.config.embedding_size, self.weight, track_argmax=True)
+        run_plan(plan, positions, self.backbone.initial_state(rows, self.weight), step, pool)
+        return plan, pool, saved
 
     def logits(self, inputs: ChunkInputs, rows: int) -> torch.Tensor:
         """`(rows, num_labels)` without autograd."""
-        pool, _ = self.forward(inputs, rows)
+        _, pool, _ = self.forward(inputs, rows)
         with torch.no_grad():
             return self.model.classifier(pool.result())
 
@@ -306,22 +271,25 @@ class _CheckpointedReader:
         """Back-propagate the target logit (summed over rows; None: the first row's predicted class) chunk by chunk;
         `on_chunk(start, end, d_inputs)` receives the gradient `(rows, end-start, emb)` of each walked chunk's
         inputs. Returns the logits `(rows, num_labels)` and the target."""
-        pool, saved = self.forward(inputs, rows)
+        plan, pool, saved = self.forward(inputs, rows)
         pooled = pool.result().detach().requires_grad_(True)
         logits = self.model.classifier(pooled)
         target = int(logits[0].argmax()) if target is None else target
         (d_pooled,) = torch.autograd.grad(logits[:, target].sum(), pooled)
         d_state = None  # gradient of the state leaving the current chunk (scope "full")
-        for c in reversed(self._walked_chunks()):
-            start, end = self.bounds[c]
-            carry = self.scope == "full" and c > 0
-            state_in = tuple((h.detach().requires_grad_(carry), s.detach().requires_grad_(carry)) for h, s in saved[c])
+        for chunk in reversed([c for c in plan.chunks if not self._is_context(c)]):
+            start, end = chunk.start, chunk.end
+            carry = self.scope == "full" and start > 0
+            state_in = tuple(
+                (h.detach().requires_grad_(carry), s.detach().requires_grad_(carry)) for h, s in saved[start]
+            )
             x = inputs(start, end).detach().requires_grad_(True)
             out, state_out = self._run(x, state_in)
             outputs, grads = [], []
-            if start >= self.kept_start:
+            if chunk.pooled:
+                kept, last_at = kept_columns(chunk, plan.ends, plan.kept_from)
                 outputs.append(out)
-                grads.append(pool.output_gradient(d_pooled, start, end))
+                grads.append(pool.output_gradient(d_pooled, kept, last_at, start))
             if d_state is not None:
                 outputs += [t for pair in state_out for t in pair]
                 grads += d_state
@@ -330,6 +298,9 @@ class _CheckpointedReader:
             on_chunk(start, end, d_wrt[0])
             d_state = list(d_wrt[1:]) if carry else None
         return logits.detach(), target
+
+    def _chunk_bounds(self) -> list[tuple[int, int]]:
+        return [(chunk.start, chunk.end) for chunk in self.plan.chunks]
 
     def attribute(self, method: str, target: int | None, steps: int, batch_size: int) -> _DocumentResult:
         scores = self.weight.new_zeros(self.length)
@@ -343,11 +314,11 @@ class _CheckpointedReader:
                     scores[start:end] = (d_inputs[0] * self.embeddings(start, end)).sum(dim=-1)
 
             logits, target = self.gradients(document, 1, target, score_chunk)  # one read of the document
-            return _DocumentResult(scores, target, logits[0], None, self.kept_start)
+            return _DocumentResult(scores, target, logits[0], None, self.kept_start, self._chunk_bounds())
         logits = self.logits(document, 1)[0]
         target = int(logits.argmax()) if target is None else target
         baseline_logits = self.integrated_gradients(scores, target, steps, batch_size)
-        return _DocumentResult(scores, target, logits, baseline_logits, self.kept_start)
+        return _DocumentResult(scores, target, logits, baseline_logits, self.kept_start, self._chunk_bounds())
 
     def integrated_gradients(self, scores: torch.Tensor, target: int, steps: int, batch_size: int) -> torch.Tensor:
         """Add the integrated gradients of the target logit into `scores`; return the baseline's logits."""
@@ -368,3 +339,12 @@ class _CheckpointedReader:
 
             self.gradients(path(alpha), alpha.numel(), target, score_chunk)
         return self.logits(path(alphas.new_zeros(1)), 1)[0]
+
+
+def _first_row(state: tuple) -> tuple:
+    return tuple((h[:1], c[:1]) for h, c in state)
+
+
+def _expanded(state: tuple, rows: int) -> tuple:
+    """A one-row state as `rows` identical rows."""
+    return tuple((h.expand(rows, -1).contiguous(), c.expand(rows, -1).contiguous()) for h, c in state)
