@@ -1,5 +1,5 @@
-"""Predictions and serving: batched predictions and the forward + backward ensemble (`ensemble`), int8 on CPU
-(`quantization`), ONNX Runtime (`onnx`, needs the `onnx` extra)."""
+"""Predictions and serving: batched predictions (`prediction`), the forward + backward ensemble (`ensemble`), int8
+on CPU (`quantization`), ONNX Runtime (`onnx`, needs the `onnx` extra)."""
 
 from .ensemble import EnsemblePrediction, ensemble_predict
 from .quantization import quantize_for_cpu
