@@ -65,9 +65,9 @@ class AwdLstmConfig(PretrainedConfig):
         initializer_range: embeddings are initialised uniformly in `[-initializer_range, initializer_range]`.
         raise_on_nonfinite: make the forward raise `FloatingPointError` when the loss or logits are not finite.
         compute_dtype: `"float32"` (default, exact), `"bfloat16"` or `"auto"`. With `"bfloat16"` the LSTM matrix
-            products on CPU run in bfloat16 (gate arithmetic, state and weights stay float32); with AVX-512 BF16
-            or AMX about 1.5-1.7x faster training and 2x faster inference. On a CPU without native bfloat16 (AVX2,
-            AVX-512 without BF16) bfloat16 would be 30x slower: the model warns once and computes in float32
+            products on CPU run in bfloat16 (gate arithmetic, state and weights stay float32), faster with AVX-512
+            BF16 or AMX (docs/benchmarks.md has the figures). On a CPU without native bfloat16 (AVX2, AVX-512
+            without BF16) bfloat16 would be much slower: the model warns once and computes in float32
             (`HF_BPT3C_FORCE_BF16=1` keeps bfloat16; see `hardware`). `"auto"` picks bfloat16 where the
             device multiplies it natively and float32 elsewhere, without a warning. On CUDA the LSTM runs on
             bfloat16 copies of its input, state and weights (cuDNN's bfloat16 LSTM where cuDNN has one, 9.13+;

@@ -1,11 +1,11 @@
 """Which compute dtype runs fast where: bfloat16 only where the device multiplies bfloat16 matrices natively.
 
-CPUs differ. With AVX-512 BF16 or AMX (and Arm's BF16), a bfloat16 matrix product runs about 2.4x faster than a
-float32 one; on an AVX2-only CPU (or AVX-512 without BF16) PyTorch falls back to a reference kernel that is 30-100x
-slower than float32. So a bfloat16 request (`AwdLstmConfig.compute_dtype="bfloat16"`, a CPU bfloat16 autocast such as
-Trainer's `--bf16 --use_cpu`) is honoured only where bfloat16 is native; elsewhere the model warns once and computes
-in float32. `HF_BPT3C_FORCE_BF16=1` keeps bfloat16 numerics on any CPU (slow where emulated). `compute_dtype="auto"`
-picks bfloat16 where native and float32 elsewhere, silently.
+CPUs differ. With AVX-512 BF16 or AMX (and Arm's BF16), a bfloat16 matrix product runs faster than a float32 one; on
+an AVX2-only CPU (or AVX-512 without BF16) PyTorch falls back to a reference kernel that is far slower than float32
+(docs/benchmarks.md has the figures). So a bfloat16 request (`AwdLstmConfig.compute_dtype="bfloat16"`, a CPU
+bfloat16 autocast such as Trainer's `--bf16 --use_cpu`) is honoured only where bfloat16 is native; elsewhere the
+model warns once and computes in float32. `HF_BPT3C_FORCE_BF16=1` keeps bfloat16 numerics on any CPU (slow where
+emulated). `compute_dtype="auto"` picks bfloat16 where native and float32 elsewhere, silently.
 
 Check a machine with `hf-bpt3c env`
 (or `python -c "import hf_bpt3c.models.awd_lstm.hardware as h; print(h.cpu_summary())"`).

@@ -75,8 +75,8 @@ def keep_mask(like: torch.Tensor, p: float) -> torch.Tensor:
     """A bool tensor shaped like `like`, each entry True with probability `1 - p` (p resolved to 1/65536).
 
     Three 16-bit uniform words come out of each 64-bit `random_()` draw (its top bit is always 0, so the top word
-    is skipped): on CPU about 5x cheaper than `bernoulli_`, which draws once per element. DropConnect draws a
-    mask of every recurrent weight for every chunk.
+    is skipped): on CPU cheaper than `bernoulli_`, which draws once per element (docs/benchmarks.md).
+    DropConnect draws a mask of every recurrent weight for every chunk.
     """
     n = like.numel()
     draws = torch.empty((n + 2) // 3, dtype=torch.int64, device=like.device).random_()  # (n/3,) in [0, 2**63)
@@ -178,7 +178,7 @@ def _run_lstm(
 def _views_of_one_block(device: torch.device, *specs: tuple[tuple[int, ...], torch.dtype]) -> list[torch.Tensor]:
     """Empty tensors of the given (shape, dtype), all views into one allocation. What a chunk keeps for the backward
     then comes and goes as one large block, which the C allocator returns to the OS when freed; several mid-sized
-    tensors fragment its heap (about 400 MB more peak RSS over the speed benchmark's IMDb batches, ULMFiT sizes)."""
+    tensors fragment its heap and raise the peak RSS of long runs."""
     nbytes = [math.prod(shape) * dtype.itemsize for shape, dtype in specs]
     starts = [0]
     for n in nbytes:
