@@ -8,11 +8,11 @@ Writes into `--output_dir`: the classifier with its tokenizer and model card, `e
 own `training_curves.png`). `--lr_find` runs fastai's learning-rate finder before each stage (`lr_find.png` in
 each folder, suggestions printed); `--lm_lr auto` / `--classifier_lr auto` train at its `valley` suggestion.
 
-The main job (fastai's IMDb sample: 800 training and 200 validation reviews, from scratch, 2 CPU cores): with no
-data flags the script downloads the sample once (`hf_bpt3c.training.data.imdb_sample`) and writes `runs/imdb`:
+The main job (fastai's IMDb sample: 800 training and 200 validation reviews; from scratch): with no data flags
+the script downloads the sample once (`hf_bpt3c.training.data.imdb_sample`) and writes `runs/imdb`:
     python examples/run_ulmfit.py
 or from a local copy of its texts.csv:
-    python examples/run_ulmfit.py --train_file ../shared/data/imdb_sample/texts.csv --split_column is_valid \\
+    python examples/run_ulmfit.py --train_file imdb_sample/texts.csv --split_column is_valid \\
         --text_column text --label_column label --output_dir runs/imdb --save_strategy no
 From a pretrained language model (`hf-bpt3c fetch-fastai wt103-fwd --out wt103-fwd`, or one you pretrained with
 run_language_modeling.py), the three ULMFiT stages: the target vocabulary built from the training texts and the
@@ -38,42 +38,42 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import datasets
 import numpy as np
 import transformers
-from run_classification import (
+from transformers import EvalPrediction, HfArgumentParser, TrainingArguments, set_seed
+
+from hf_bpt3c import AwdLstmForSequenceClassification, AwdLstmTokenizer
+from hf_bpt3c.training.data import imdb_sample
+from hf_bpt3c.training.scripts import (
     CARD_METRICS,
     ClassifierArguments,
+    DataArguments,
     LabelArguments,
+    LanguageModelArguments,
+    file_builder,
     label_columns,
+    load_splits,
     mean_outputs,
     metrics_for,
     model_targets,
     predicted_delimiter,
     report,
     train_classifier,
+    train_language_model,
     write_predictions,
 )
-from run_language_modeling import (
-    DataArguments,
-    LanguageModelArguments,
-    file_builder,
-    load_splits,
-    train_language_model,
-)
-from transformers import EvalPrediction, HfArgumentParser, TrainingArguments, set_seed
-
-from hf_bpt3c import AwdLstmForSequenceClassification, AwdLstmTokenizer
-from hf_bpt3c.training.data import imdb_sample
 
 logger = logging.getLogger(__name__)
 DIRECTIONS = ("forward", "backward")
+METRICS_DIR = Path(__file__).resolve().parent / "metrics"  # local `evaluate` modules: accuracy, f1, multilabel, ...
 
 
 @dataclass
 class UlmfitArguments(LabelArguments):
-    """Sizes and the two stages' recipe (defaults: the main job's, sized for 15 minutes on 2 CPU cores)."""
+    """Sizes and the two stages' recipe (defaults: the main job's)."""
 
     model_name_or_path: str | None = field(
         default=None,
@@ -302,7 +302,9 @@ def train_direction(args, data_args, training_args, splits, tokenizer, output_di
         lr_find=args.lr_find,
     )
     classifier_training = stage_args(training_args, output_dir, args.classifier_epochs, args.classifier_batch_size)
-    _, metrics = train_classifier(classifier_args, classifier_training, splits, data_args.text_column, tokenizer)
+    _, metrics = train_classifier(
+        classifier_args, classifier_training, splits, data_args.text_column, tokenizer, metrics_dir=METRICS_DIR
+    )
     return metrics
 
 
@@ -316,7 +318,7 @@ def evaluate_ensemble(output_dir: str, splits, text_column: str, args: UlmfitArg
     outputs = mean_outputs(models, tokenizer, texts)
     targets = model_targets(models[0].config, args)
     references = np.asarray(targets.encode(splits["validation"], "validation"))
-    compute = metrics_for(targets.problem_type, probabilities=True)
+    compute = metrics_for(targets.problem_type, METRICS_DIR, probabilities=True)
     metrics = compute(EvalPrediction(predictions=outputs, label_ids=references))
     return {**{f"ensemble_{k}": v for k, v in metrics.items()}, "ensemble_seconds": round(time.time() - started, 2)}
 

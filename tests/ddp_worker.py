@@ -18,8 +18,8 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from hf_bpt3c import AwdLstmConfig, AwdLstmForCausalLM, AwdLstmForSequenceClassification
-from hf_bpt3c.training import GradualUnfreezingCallback, layer_groups, ulmfit_optimizers
-from hf_bpt3c.training.data import LMStreamDataset, StreamStateCallback
+from hf_bpt3c.training import GradualUnfreezingCallback, StreamStateCallback, layer_groups, ulmfit_optimizers
+from hf_bpt3c.training.data import LMStreamDataset
 
 GLOBAL_BATCH = 8
 ZERO_DROPOUT = dict(embedding_dropout=0, weight_dropout=0, input_dropout=0, hidden_dropout=0, output_dropout=0)

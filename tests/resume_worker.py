@@ -16,8 +16,13 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from hf_bpt3c import AwdLstmConfig, AwdLstmForCausalLM, AwdLstmForSequenceClassification
-from hf_bpt3c.training import ActivationRegularizationCallback, GradualUnfreezingCallback, ulmfit_optimizers
-from hf_bpt3c.training.data import LMStreamDataset, StreamStateCallback
+from hf_bpt3c.training import (
+    ActivationRegularizationCallback,
+    GradualUnfreezingCallback,
+    StreamStateCallback,
+    ulmfit_optimizers,
+)
+from hf_bpt3c.training.data import LMStreamDataset
 
 KILL_AT_STEP = 6
 SIZES = dict(vocab_size=60, embedding_size=8, hidden_size=12, num_hidden_layers=2, bptt=5, max_len=15)

@@ -1,16 +1,13 @@
-"""run_classification's labels: single-label classes, multi-label names (one separated column or 0/1 columns) and
-regression values, read from the data; bad arguments and bad values raise errors naming the argument or the row."""
+"""The classifier stage's labels (`hf_bpt3c.training.scripts`, as run_classification.py reads them): single-label
+classes, multi-label names (one separated column or 0/1 columns) and regression values, read from the data; bad
+arguments and bad values raise errors naming the argument or the row."""
 
 from __future__ import annotations
 
-import sys
-
 import datasets
 import pytest
-from conftest import REPO_ROOT
 
-sys.path.insert(0, str(REPO_ROOT / "examples"))
-from run_classification import ClassifierArguments, fit_targets, label_columns  # noqa: E402
+from hf_bpt3c.training.scripts import ClassifierArguments, fit_targets, label_columns
 
 
 def arguments(**overrides) -> ClassifierArguments:

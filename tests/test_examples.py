@@ -6,7 +6,6 @@ import csv
 import importlib.util
 import json
 import math
-import os
 import shutil
 import subprocess
 import sys
@@ -40,9 +39,9 @@ def imdb_sample_args(data_dir: Path, out: Path) -> list[str]:
 
 
 def run_script(name: str, *args: str) -> str:
-    env = {**os.environ, "PYTHONPATH": str(EXAMPLES)}
+    """Run `examples/<name>` as a user would: on its own, no other example on the path."""
     command = [sys.executable, str(EXAMPLES / name), *args, "--report_to", "none", "--disable_tqdm", "true"]
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-4000:]
     return result.stdout
 
@@ -287,11 +286,9 @@ def test_run_classification_predicts_in_input_order(tmp_path):
         assert row["label"] == model.config.id2label[int(probs.argmax())]
 
 
-def test_predictions_refuse_a_row_without_text(tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(str(EXAMPLES))
-    from run_classification import write_predictions
-
+def test_predictions_refuse_a_row_without_text(tmp_path):
     from hf_bpt3c import AwdLstmConfig, AwdLstmForSequenceClassification
+    from hf_bpt3c.training.scripts import write_predictions
 
     tokenizer = AwdLstmTokenizer.from_texts(["good bad film"], min_freq=1)
     config = AwdLstmConfig(vocab_size=len(tokenizer), embedding_size=8, hidden_size=16, num_hidden_layers=2)
@@ -561,9 +558,8 @@ def test_run_classification_resumes_then_evaluates_and_predicts_with_the_trained
     assert "validation accuracy:" in stdout and not (again / "model.safetensors").exists()
     assert json.loads((again / "eval_results.json").read_text())["eval_accuracy"] == trained["eval_accuracy"]
     assert len(read_csv_rows(again / "predictions.csv")) == len(validation)
-    env = {**os.environ, "PYTHONPATH": str(EXAMPLES)}
     refused = subprocess.run(
         [sys.executable, str(EXAMPLES / "run_classification.py"), "--model_name_or_path", str(out), "--output_dir",
-         str(again)], capture_output=True, text=True, env=env, timeout=300,
+         str(again)], capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert refused.returncode != 0 and "is a trained classifier: give --do_train" in refused.stderr

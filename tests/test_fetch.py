@@ -541,7 +541,6 @@ def test_run_ulmfit_without_data_flags_runs_the_main_job_on_the_downloaded_sampl
     sample = (data_dir / "imdb_sample" / "texts.csv").read_bytes()
     zoo.files["imdb_sample.tgz"] = tgz({"imdb_sample/texts.csv": sample}, folders=("imdb_sample",))
     env = {**os.environ, "HF_HOME": str(isolated), FASTAI_SAMPLE_URL_ENV: zoo.base_url}
-    env["PYTHONPATH"] = str(REPO_ROOT / "examples")
     command = [sys.executable, str(REPO_ROOT / "examples" / "run_ulmfit.py"), "--quick", "--report_to", "none"]
     result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]

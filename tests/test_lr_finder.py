@@ -20,7 +20,8 @@ from hf_bpt3c.training import (
     lr_find,
     ulmfit_optimizers,
 )
-from hf_bpt3c.training.data import LMStreamDataset, StreamStateCallback
+from hf_bpt3c.training.callbacks import StreamStateCallback
+from hf_bpt3c.training.data import LMStreamDataset
 from hf_bpt3c.training.lr_finder import suggest
 
 

@@ -3,24 +3,34 @@ and the language-model streams with a carried state."""
 
 from __future__ import annotations
 
+import ast
 import math
+import random
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import no_dropout, small_config
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
+import hf_bpt3c
+import hf_bpt3c.training
 from hf_bpt3c import AwdLstmForCausalLM, AwdLstmForSequenceClassification
 from hf_bpt3c.training import (
     ActivationRegularizationCallback,
     GradualUnfreezingCallback,
     activation_penalty,
     discriminative_param_groups,
+    freeze_to,
     layer_groups,
     num_training_steps,
+    rng_state,
+    set_rng_state,
     ulmfit_optimizers,
 )
-from hf_bpt3c.training.data import LMStreamDataset, StreamStateCallback
+from hf_bpt3c.training.callbacks import StreamStateCallback
+from hf_bpt3c.training.data import LMStreamDataset
 
 
 def classification_data(n: int = 16, length: int = 12) -> list[dict]:
@@ -313,3 +323,95 @@ def test_evaluations_during_training_leave_the_weights_unchanged(tmp_path, kind)
     for strategy in ("epoch", "steps"):
         weights = evaluated_run(tmp_path, kind, strategy)
         assert all(torch.equal(without[k], weights[k]) for k in without), strategy
+
+
+# ---------------------------------------------------------------------------------------------- module layout
+
+
+TRAINING = Path(hf_bpt3c.training.__file__).parent
+
+
+def training_modules() -> dict[str, Path]:
+    """`hf_bpt3c.training` and every module under it, by dotted name."""
+    modules = {}
+    for path in sorted(TRAINING.rglob("*.py")):
+        parts = path.relative_to(TRAINING.parent).with_suffix("").parts
+        modules[".".join(("hf_bpt3c", *(parts[:-1] if parts[-1] == "__init__" else parts)))] = path
+    return modules
+
+
+def imported_modules(name: str, path: Path, known: set[str]) -> set[str]:
+    """The modules among `known` that `name` imports by a relative import (`from .x import y`, `from . import x`)."""
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+            target = f"{base}.{node.module}" if node.module else base
+            candidates = [target] if node.module else []  # `from . import x` imports x, not the package
+            candidates += [f"{target}.{alias.name}" for alias in node.names]
+            found |= {module for module in candidates if module in known and module != name}
+    return found
+
+
+def test_the_training_modules_import_each_other_without_a_cycle():
+    modules = training_modules()
+    graph = {name: imported_modules(name, path, set(modules)) for name, path in modules.items()}
+    done, visiting = set(), []
+
+    def visit(name):
+        assert name not in visiting, " -> ".join([*visiting[visiting.index(name) :], name])
+        if name not in done:
+            visiting.append(name)
+            for imported in sorted(graph[name]):
+                visit(imported)
+            visiting.pop()
+            done.add(name)
+
+    for name in graph:
+        visit(name)
+    assert graph["hf_bpt3c.training.lr_finder"] >= {"hf_bpt3c.training.callbacks", "hf_bpt3c.training.params"}
+
+
+def test_only_package_inits_define_a_module_getattr():
+    for name, path in training_modules().items():
+        tree = ast.parse(path.read_text())
+        defined = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+        assert path.name == "__init__.py" or "__getattr__" not in defined, name
+
+
+def test_public_names_stay_where_they_were_and_the_callbacks_join_them():
+    from hf_bpt3c.training import callbacks, data, lr_finder, params, random_state, recipe
+
+    assert {
+        "FASTAI_ADAM", "layer_groups", "discriminative_param_groups", "slanted_triangular_schedule",
+        "one_cycle_schedule", "ulmfit_optimizers", "num_training_steps", "freeze_to", "GradualUnfreezingCallback",
+        "activation_penalty", "ActivationRegularizationCallback", "EvaluationRandomStateCallback",
+        "StreamStateCallback", "rng_state", "set_rng_state", "plot_training_curves", "SUGGESTION_METHODS",
+        "LRFinderResult", "lr_find",
+    } == set(hf_bpt3c.training.__all__)  # fmt: skip
+    for module in (callbacks, params, random_state, recipe):
+        for name in module.__all__:
+            assert getattr(hf_bpt3c.training, name) is getattr(module, name), name
+    assert all(getattr(hf_bpt3c.training, name) is getattr(lr_finder, name) for name in hf_bpt3c.training.__all__[-3:])
+    assert data.StreamStateCallback is hf_bpt3c.data.StreamStateCallback is callbacks.StreamStateCallback
+    assert set(data.__all__) >= {"LMStreamDataset", "document_lengths", "imdb_sample"}
+    assert hf_bpt3c.lr_finder.lr_find is hf_bpt3c.training.lr_find
+
+
+def test_random_state_round_trip():
+    state = rng_state()
+    first = (torch.rand(3), np.random.rand(2), random.random())
+    set_rng_state(state)
+    again = (torch.rand(3), np.random.rand(2), random.random())
+    assert torch.equal(first[0], again[0]) and (first[1] == again[1]).all() and first[2] == again[2]
+
+
+def test_freeze_to_trains_the_top_groups():
+    model = AwdLstmForSequenceClassification(small_config())
+    groups = layer_groups(model)
+    freeze_to(groups, 2)
+    assert [all(p.requires_grad for p in group) for group in groups] == [False, False, False, True, True]
+    assert [any(p.requires_grad for p in group) for group in groups] == [False, False, False, True, True]
+    freeze_to(groups, len(groups))
+    assert all(p.requires_grad for p in model.parameters())

@@ -4,12 +4,11 @@ sizes, `bptt` and `backwards` from the checkpoint, the target vocabulary built f
 from __future__ import annotations
 
 import importlib
-import sys
 
 import datasets
 import pytest
 import torch
-from conftest import REPO_ROOT, small_config
+from conftest import small_config
 from transformers import TrainingArguments
 
 from hf_bpt3c import AwdLstmForCausalLM, AwdLstmForSequenceClassification, AwdLstmModel, AwdLstmTokenizer
@@ -98,11 +97,7 @@ def test_matches_fastai_match_embeds():
 
 @pytest.fixture(scope="module")
 def lm_script():
-    sys.path.insert(0, str(REPO_ROOT / "examples"))
-    try:
-        yield importlib.import_module("run_language_modeling")
-    finally:
-        sys.path.remove(str(REPO_ROOT / "examples"))
+    return importlib.import_module("hf_bpt3c.training.scripts")  # what examples/run_language_modeling.py runs
 
 
 @pytest.fixture

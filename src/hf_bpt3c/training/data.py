@@ -1,5 +1,5 @@
-"""Data for ULMFiT training with `Trainer`: contiguous language-model streams with a carried state, and classifier
-batches padded per batch.
+"""Data for ULMFiT training with `Trainer`: contiguous language-model streams, classifier documents padded per
+batch, and fastai's IMDb sample.
 
 Classification needs nothing special: `transformers.DataCollatorWithPadding(tokenizer)` pads each batch to its
 longest document (the model skips padding on either side), and `TrainingArguments(train_sampling_strategy=
@@ -8,8 +8,9 @@ the lengths for that sampler.
 
 Language modelling follows fastai's `LMDataLoader`: the token ids of all documents are concatenated and cut into
 `batch_size` contiguous streams; batch `k` holds window `k` (`bptt` tokens) of every stream, so that the LSTM state
-of one batch is the right start for the next. `LMStreamDataset` lays the windows out for a sequential sampler,
-and `StreamStateCallback` carries the (detached) state from batch to batch inside `Trainer`.
+of one batch is the right start for the next. `LMStreamDataset` lays the windows out for a sequential sampler;
+`StreamStateCallback` (`hf_bpt3c.training.callbacks`, importable from here too) carries the (detached) state from
+batch to batch inside `Trainer`.
 """
 
 from __future__ import annotations
@@ -17,15 +18,13 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch
-from transformers import TrainerCallback
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from ..convert.download import cached_download, check_url, extract_files, fastai_cache_dir
+from .callbacks import StreamStateCallback  # the callback that reads LMStreamDataset's streams
 
 # fastai's `URLs.URL` (fastai/data/external.py): `untar_data(URLs.IMDB_SAMPLE)` downloads `imdb_sample.tgz` from it
 FASTAI_SAMPLE_URL = "https://s3.amazonaws.com/fast-ai-sample/"
@@ -124,89 +123,6 @@ class LMStreamDataset(torch.utils.data.Dataset):
         stream, window = self.stream_and_window(index)
         ids = self.streams[stream, window * self.bptt : (window + 1) * self.bptt]
         return {"input_ids": ids, "labels": ids.clone()}
-
-
-class StreamStateCallback(TrainerCallback):
-    """Carry the LM's recurrent state from one batch to the next during `Trainer` training and evaluation.
-
-    Installs two hooks on the model (at the start of training, or with `attach`): before each forward call the
-    previous batch's state (detached) is passed as `state`, after it the returned state is kept. Training and
-    evaluation keep separate streams: the training state is reset at the start of every epoch, the evaluation
-    state at the start of every evaluation; a batch of another size (the last, smaller one) starts from zeros,
-    and so does the batch after one whose state is not finite (with a warning). The training state is saved with
-    every checkpoint and restored when training resumes from the latest checkpoint in `output_dir`.
-    Use it with `LMStreamDataset` and `TrainingArguments(train_sampling_strategy="sequential")`.
-    """
-
-    def __init__(self):
-        self.states: dict[bool, tuple | None] = {True: None, False: None}  # keyed by `model.training`
-        self._handles: list = []
-        self._training: bool | None = None
-        self._resumed_mid_epoch = False
-
-    def _before_forward(self, module, args, kwargs):
-        if module.training != self._training:
-            self._training = module.training
-            if not module.training:
-                self.states[False] = None  # a new evaluation reads its streams from the start
-        state = self.states[module.training]
-        kwargs["use_cache"] = True  # return the state even though Trainer sets config.use_cache=False
-        input_ids = kwargs.get("input_ids", args[0] if args else None)
-        if state is not None and input_ids is not None and state[0][0].size(0) == input_ids.size(0):
-            kwargs["state"] = state
-        return args, kwargs
-
-    def _after_forward(self, module, args, kwargs, output):
-        state = getattr(output, "state", None)
-        if state is not None and not all(bool(torch.isfinite(t).all()) for pair in state for t in pair):
-            warnings.warn("the LM state is not finite (NaN/inf): the next batch starts from zeros", stacklevel=2)
-            state = None
-        detached = None if state is None else tuple((h.detach(), c.detach()) for h, c in state)
-        self.states[module.training] = detached
-
-    def attach(self, model: torch.nn.Module) -> StreamStateCallback:
-        """Install the hooks on `model` (done at the start of training; call it yourself to evaluate only)."""
-        self.remove()
-        self._handles = [
-            model.register_forward_pre_hook(self._before_forward, with_kwargs=True),
-            model.register_forward_hook(self._after_forward, with_kwargs=True),
-        ]
-        self.states, self._training = {True: None, False: None}, None
-        return self
-
-    def on_train_begin(self, args, state, control, model=None, **kwargs):
-        self.attach(model)
-        self._resumed_mid_epoch = False
-        saved = self._checkpoint_file(args, state)
-        if state.global_step > 0 and saved.is_file():  # resuming: continue the streams where they stopped
-            self.states[True] = torch.load(saved, weights_only=True)
-            self._resumed_mid_epoch = not float(state.epoch or 0).is_integer()
-
-    def on_epoch_begin(self, args, state, control, **kwargs):
-        if self._resumed_mid_epoch:
-            self._resumed_mid_epoch = False  # the restored state belongs to this epoch
-        else:
-            self.states[True] = None
-
-    def on_save(self, args, state, control, **kwargs):
-        """Save the training streams' state next to Trainer's checkpoint (one file per process)."""
-        path = self._checkpoint_file(args, state)
-        if path.parent.is_dir():
-            torch.save(self.states[True], path)
-
-    @staticmethod
-    def _checkpoint_file(args, state) -> Path:
-        checkpoint = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
-        return checkpoint / f"stream_state-{args.process_index}.pt"
-
-    def on_evaluate(self, args, state, control, **kwargs):
-        self.states[False], self._training = None, None
-
-    def remove(self) -> None:
-        """Remove the hooks from the model."""
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
 
 
 __all__ = [

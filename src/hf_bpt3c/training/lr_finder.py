@@ -24,15 +24,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data import StreamStateCallback
-from .recipe import (
-    ActivationRegularizationCallback,
-    GradualUnfreezingCallback,
-    freeze_to,
-    layer_groups,
-    rng_state,
-    set_rng_state,
-)
+from .callbacks import ActivationRegularizationCallback, GradualUnfreezingCallback, StreamStateCallback
+from .params import freeze_to, layer_groups
+from .random_state import rng_state, set_rng_state
 
 SUGGESTION_METHODS = ("valley", "slide", "steep", "minimum")
 SMOOTHING_BETA = 0.98  # fastai's Recorder(beta=0.98)

@@ -1,0 +1,114 @@
+"""ULMFiT's stage 3 as one function: a BPT3C classifier trained from an AWD-LSTM language model with `Trainer` and
+fastai's recipe (classifier dropouts, discriminative learning rates, gradual unfreezing, one-cycle or slanted
+triangular schedule, AR/TAR), saved as a Hub-ready folder with its model card and training curves."""
+
+from __future__ import annotations
+
+import os
+
+from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+
+from ...models.awd_lstm import AwdLstmConfig, AwdLstmForSequenceClassification, AwdLstmTokenizer
+from ..callbacks import ActivationRegularizationCallback, EvaluationRandomStateCallback, GradualUnfreezingCallback
+from ..recipe import num_training_steps, ulmfit_optimizers
+from .arguments import ClassifierArguments
+from .labels import Targets, encode_split, fit_targets
+from .metrics import CARD_METRICS, metrics_for
+from .runs import last_checkpoint, log_for_curves, parse_lr, resolve_lr, save_training_curves, steps_per_epoch
+
+
+def build_classifier(args: ClassifierArguments, targets: Targets) -> AwdLstmForSequenceClassification:
+    """The classifier with the LM's encoder weights, fastai's classifier dropouts and these targets."""
+    config = AwdLstmConfig.from_pretrained(args.model_name_or_path)
+    preset = AwdLstmConfig.for_classification(drop_mult=args.drop_mult)
+    for name in ("embedding_dropout", "weight_dropout", "input_dropout", "hidden_dropout", "output_dropout"):
+        setattr(config, name, getattr(preset, name))
+    config.bptt, config.max_len = args.bptt, args.max_len
+    config.id2label = dict(enumerate(targets.names))
+    config.label2id = {label: i for i, label in enumerate(targets.names)}
+    config.problem_type = targets.problem_type
+    config.validate_awd_lstm()
+    return AwdLstmForSequenceClassification.from_pretrained(args.model_name_or_path, config=config)
+
+
+def train_classifier(
+    args: ClassifierArguments,
+    training_args: TrainingArguments,
+    splits,
+    text_column: str,
+    tokenizer: AwdLstmTokenizer | None = None,
+    *,
+    metrics_dir: str | os.PathLike,
+) -> tuple[Trainer, dict]:
+    """Train on `splits["train"]`, evaluate on `splits["validation"]`, save a Hub-ready folder with
+    `training_curves.png`. `args.lr` is a number or 'auto' (the LR finder's valley suggestion); `args.lr_find` runs
+    the finder (`lr_find.png`) before training. `metrics_dir` holds the `evaluate` modules (`metrics_for`). Returns
+    the trainer and the metrics."""
+    tokenizer = tokenizer or AwdLstmTokenizer.from_pretrained(args.tokenizer_name or args.model_name_or_path)
+    targets = fit_targets(args, splits["train"])
+    model = build_classifier(args, targets)
+    with training_args.main_process_first(desc="tokenizing"):
+        train_data = encode_split(splits["train"], "train", targets, tokenizer, text_column)
+        eval_data = encode_split(splits["validation"], "validation", targets, tokenizer, text_column)
+    if training_args.train_sampling_strategy == "random":
+        training_args.train_sampling_strategy = "group_by_length"  # fastai's SortedDL: similar lengths per batch
+    log_for_curves(training_args, steps_per_epoch(len(train_data), training_args), len(eval_data) > 0)
+    steps = num_training_steps(len(train_data), training_args)
+
+    def make_trainer(lr: float) -> Trainer:
+        callbacks = [ActivationRegularizationCallback(args.ar_alpha, args.tar_beta), EvaluationRandomStateCallback()]
+        if args.gradual_unfreezing:
+            callbacks.append(GradualUnfreezingCallback())
+        return Trainer(
+            model=model,
+            args=training_args,
+            train_dataset=train_data,
+            eval_dataset=eval_data,
+            processing_class=tokenizer,
+            data_collator=DataCollatorWithPadding(tokenizer),
+            compute_metrics=metrics_for(targets.problem_type, metrics_dir),
+            optimizers=ulmfit_optimizers(model, lr, steps, schedule=args.schedule),
+            callbacks=callbacks,
+        )
+
+    checkpoint = training_args.resume_from_checkpoint or last_checkpoint(training_args.output_dir)
+    lr, trainer, finder_notes = resolve_lr(
+        parse_lr(args.lr), args.lr_find, make_trainer, checkpoint is not None, "classifier", placeholder=1e-2
+    )
+    if checkpoint is not None:
+        print(f"classifier: resuming from {checkpoint}")
+    train_metrics = trainer.train(resume_from_checkpoint=checkpoint).metrics
+    eval_metrics = trainer.evaluate()
+    metrics = {**train_metrics, **eval_metrics}
+    model.model_card_info = {
+        "eval_results": {
+            **{name: metrics.get(f"eval_{name}") for name in CARD_METRICS[targets.problem_type]},
+            "split": "validation",
+            "task": "text-classification",
+        },
+        "training": {
+            "stage": "classifier (BPT3C)",
+            "problem type": targets.problem_type,
+            "epochs": training_args.num_train_epochs,
+            "learning rate (head)": lr,
+            **finder_notes,
+            "discriminative lr factor": 2.6,
+            "schedule": args.schedule,
+            "gradual unfreezing": args.gradual_unfreezing,
+            "drop_mult": args.drop_mult,
+            "AR/TAR": f"{args.ar_alpha}/{args.tar_beta}",
+            "batch size": training_args.per_device_train_batch_size,
+            "training documents": len(train_data),
+        },
+    }
+    trainer.save_model(training_args.output_dir)
+    tokenizer.save_pretrained(training_args.output_dir)
+    save_training_curves(trainer, "classifier")
+    for split, split_metrics in (("train", train_metrics), ("eval", eval_metrics)):
+        trainer.log_metrics(split, split_metrics)
+        trainer.save_metrics(split, split_metrics)  # {split}_results.json and all_results.json
+    trainer.save_state()
+    return trainer, metrics
+
+
+__all__ = ["build_classifier", "train_classifier"]
