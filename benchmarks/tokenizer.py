@@ -1,6 +1,7 @@
 """Tokenization speed: hf_bpt3c's AwdLstmTokenizer against fastai's ``tokenize_texts`` in the same run.
 
-The IMDb sample (../shared/data/imdb_sample/texts.csv) is repeated to ``--docs`` documents. fastai runs first
+The IMDb sample (a local copy of texts.csv; docs/benchmarks.md#datasets) is repeated to ``--docs`` documents.
+fastai runs first
 (``tokenize_texts(texts, n_workers=2)``: default rules + spaCy, tokens only); ours then encodes the same texts
 to ids and attention masks in batches of ``--batch-size`` (as ``datasets.map(batched=True)`` would), starting
 from an empty chunk cache, once in this process and once split over ``--workers`` forked processes (as

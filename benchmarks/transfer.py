@@ -3,7 +3,7 @@
 Usage (from the repository root; first pretrain a language model, see docs/transfer.md):
     python benchmarks/transfer.py --pretrained runs/pretrain_corpus_lm            # seeds 42 1 2, about 35 min
     python benchmarks/transfer.py --pretrained runs/pretrain_corpus_lm \
-        --extra "--lm_extra_file ../shared/data/imdb_unsup/unsup.jsonl --lm_extra_max_texts 2000" \
+        --extra "--lm_extra_file imdb_unsup/unsup.jsonl --lm_extra_max_texts 2000" \
         --extra_scratch "--lm_epochs 4" --extra_pretrained "--lm_epochs 3"   # + 2,000 unlabelled reviews, 4 passes
 
 For each seed it runs `examples/run_ulmfit.py` on the IMDb sample twice at the same time, one thread each: from

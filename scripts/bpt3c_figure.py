@@ -5,7 +5,7 @@ max_len 288 so that the warm-up part is visible), back-propagates the loss of it
 norm that reaches each token's embedding, with the chunk boundaries (where the state is detached) and the kept
 window. The model is briefly trained on the sample first so that the gradients are those of a working classifier.
 
-Usage: python scripts/bpt3c_figure.py [--data ../shared/data/imdb_sample/texts.csv] [--out docs/bpt3c.png]
+Usage: python scripts/bpt3c_figure.py [--data imdb_sample/texts.csv] [--out docs/bpt3c.png]
 """
 
 from __future__ import annotations
