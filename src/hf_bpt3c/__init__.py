@@ -27,7 +27,7 @@ from .models.awd_lstm import (
     AwdLstmTokenizer,
     saving,
 )
-from .serving import EnsemblePrediction, ensemble_predict, quantize_for_cpu
+from .serving import EnsemblePrediction, embed, ensemble_predict, quantize_for_cpu
 
 AutoConfig.register(AwdLstmConfig.model_type, AwdLstmConfig, exist_ok=True)
 AutoModel.register(AwdLstmConfig, AwdLstmModel, exist_ok=True)
@@ -101,6 +101,7 @@ __all__ = [
     "AwdLstmCausalLMOutput",
     "AwdLstmCache",
     "EnsemblePrediction",
+    "embed",
     "ensemble_predict",
     "quantize_for_cpu",
 ]

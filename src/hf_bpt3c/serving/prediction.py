@@ -10,10 +10,9 @@ and however it is padded, so batching changes nothing in the numbers.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import torch
+
+from ..models.awd_lstm.modeling_awd_lstm import eval_mode
 
 CLASSIFICATION_TYPES = ("single_label_classification", "multi_label_classification")
 MULTI_LABEL_THRESHOLD = 0.5
@@ -42,52 +41,57 @@ def length_order(input_ids: list[list[int]]) -> list[int]:
     return sorted(range(len(input_ids)), key=lambda i: -len(input_ids[i]))
 
 
-@contextlib.contextmanager
-def eval_mode(model: torch.nn.Module) -> Iterator[None]:
-    """Eval mode (no dropout, BatchNorm's running statistics) for the duration, every module's flag restored."""
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, training in modes:
-            module.training = training
-
-
 @torch.inference_mode()
-def batched_logits(
-    model, tokenizer, input_ids: list[list[int]], batch_size: int, name: str = "model", progress: bool = False
+def batched_rows(
+    compute, tokenizer, input_ids: list[list[int]], batch_size: int, device, progress: bool = False, desc: str = ""
 ) -> torch.Tensor:
-    """The model's logits `(len(input_ids), num_labels)` float32 for token-id lists, in eval mode, computed in
-    batches longest first (`tokenizer.pad`) and written back to each row's place; `name` names the model in
-    errors; `progress` shows a bar over the batches."""
+    """`compute(input_ids, attention_mask)` -> `(batch, features)` over token-id lists, in batches longest first
+    (`tokenizer.pad`), each result written back to its row: `(len(input_ids), features)` float32 in the lists' order.
+    `progress` shows a bar over the batches (`desc` names it)."""
     order = length_order(input_ids)
-    device = next(model.parameters()).device
-    out = torch.zeros(len(input_ids), model.config.num_labels)
     batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
     if progress:
         from tqdm.auto import tqdm
 
-        batches = tqdm(batches, desc="predicting", unit=" batches")
+        batches = tqdm(batches, desc=desc, unit=" batches")
+    out = None
+    for rows in batches:
+        batch = tokenizer.pad({"input_ids": [input_ids[i] for i in rows]}, return_tensors="pt")
+        values = compute(batch["input_ids"].to(device), batch["attention_mask"].to(device))
+        if out is None:
+            out = torch.zeros(len(input_ids), *values.shape[1:])
+        out[rows] = values.float().cpu()
+    return torch.zeros(0, 0) if out is None else out
+
+
+def batched_logits(
+    model, tokenizer, input_ids: list[list[int]], batch_size: int, name: str = "model", progress: bool = False
+) -> torch.Tensor:
+    """The model's logits `(len(input_ids), num_labels)` float32 for token-id lists, in eval mode, computed in
+    batches longest first (`batched_rows`); `name` names the model in errors; `progress` shows a bar."""
+
+    def logits_of(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        logits = getattr(model(input_ids=ids, attention_mask=mask), "logits", None)
+        if logits is None or tuple(logits.shape) != (ids.size(0), model.config.num_labels):
+            shape = None if logits is None else tuple(logits.shape)
+            raise ValueError(
+                f"{name} returned logits of shape {shape}, not (batch, num_labels={model.config.num_labels}): "
+                "predictions need sequence classifiers"
+            )
+        return logits
+
+    if not input_ids:
+        return torch.zeros(0, model.config.num_labels)
+    device = next(model.parameters()).device
     with eval_mode(model):
-        for rows in batches:
-            batch = tokenizer.pad({"input_ids": [input_ids[i] for i in rows]}, return_tensors="pt")
-            logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device))
-            logits = getattr(logits, "logits", None)
-            if logits is None or tuple(logits.shape) != (len(rows), model.config.num_labels):
-                shape = None if logits is None else tuple(logits.shape)
-                raise ValueError(
-                    f"{name} returned logits of shape {shape}, not (batch, num_labels={model.config.num_labels}): "
-                    "predictions need sequence classifiers"
-                )
-            out[rows] = logits.float().cpu()
-    return out
+        return batched_rows(logits_of, tokenizer, input_ids, batch_size, device, progress, desc="predicting")
 
 
 __all__ = [
     "CLASSIFICATION_TYPES",
     "MULTI_LABEL_THRESHOLD",
     "batched_logits",
+    "batched_rows",
     "eval_mode",
     "length_order",
     "probabilities",

@@ -19,6 +19,7 @@ import os
 import platform
 import sys
 import warnings
+from collections.abc import Callable
 
 import torch
 
@@ -134,7 +135,21 @@ def float32_where_bf16_is_emulated(device: torch.device) -> contextlib.AbstractC
     return torch.autocast("cpu", enabled=False)
 
 
+def float32_forward_where_bf16_is_emulated(forward: Callable) -> Callable:
+    """Run a model's `forward` with a CPU bfloat16 autocast turned off (a warning once) where the CPU has no native
+    bfloat16: every matrix product, the decoder's and the head's too, then runs in float32
+    (`float32_where_bf16_is_emulated`)."""
+
+    @functools.wraps(forward)
+    def run(self, *args, **kwargs):
+        with float32_where_bf16_is_emulated(self.device):
+            return forward(self, *args, **kwargs)
+
+    return run
+
+
 __all__ = [
+    "float32_forward_where_bf16_is_emulated",
     "FORCE_BF16_ENV",
     "bf16_forced",
     "bf16_is_native",

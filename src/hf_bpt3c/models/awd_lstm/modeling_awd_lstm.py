@@ -18,9 +18,8 @@ saves, load errors, model card hooks) and `hardware` (where bfloat16 is native).
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -32,12 +31,12 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
 
-from .bpt3c_plan import Chunk, ConcatPool, LstmState, justify_order, left_justify, plan_chunks, run_plan, shift_right
+from .bpt3c_plan import Chunk, ConcatPool, LstmState, justify_order, plan_chunks, run_plan, shift_right
 from .configuration_awd_lstm import AwdLstmConfig
-from .hardware import bf16_is_native, float32_where_bf16_is_emulated
+from .hardware import bf16_is_native, float32_forward_where_bf16_is_emulated
 from .lstm_kernels import LstmWeights, drop_connect, keep_mask, lstm_forward
 from .saving import load_checked, push_card, save_atomically
-from .validation import checked_inputs, checked_labels
+from .validation import checked_inputs, checked_labels, checked_state, justified_documents
 
 # ----------------------------------------------------------------------------------------------------------------
 # Regularisers (AWD-LSTM, Merity et al. 2017), each a function of its input and a probability.
@@ -70,17 +69,16 @@ def embed_with_dropout(
     return embeds * F.embedding(input_ids, row_mask)  # (batch, seq, 1) broadcast
 
 
-def _float32_where_bf16_is_emulated(forward: Callable) -> Callable:
-    """Run a model's `forward` with a CPU bfloat16 autocast turned off (a warning once) where the CPU has no native
-    bfloat16: every matrix product, the decoder's and the head's too, then runs in float32
-    (`hardware.float32_where_bf16_is_emulated`)."""
-
-    @functools.wraps(forward)
-    def run(self, *args, **kwargs):
-        with float32_where_bf16_is_emulated(self.device):
-            return forward(self, *args, **kwargs)
-
-    return run
+@contextlib.contextmanager
+def eval_mode(model: nn.Module):
+    """Eval mode for the duration; every module's flag restored afterwards."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -442,7 +440,7 @@ class AwdLstmModel(AwdLstmPreTrainedModel):
         return torch.zeros_like(full).scatter_(1, order.unsqueeze(-1).expand_as(full), full)
 
     @can_return_tuple
-    @_float32_where_bf16_is_emulated
+    @float32_forward_where_bf16_is_emulated
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -467,7 +465,11 @@ class AwdLstmModel(AwdLstmPreTrainedModel):
         tokens, mask = checked_inputs(self.config, input_ids, inputs_embeds, attention_mask, allow_longer_mask=True)
         batch = tokens.size(0)
         x = self.embed(input_ids, inputs_embeds)  # (batch, seq, emb)
-        state = self.initial_state(batch, x) if state is None else self._check_state(state, batch)
+        state = (
+            self.initial_state(batch, x)
+            if state is None
+            else checked_state(state, [layer.hidden_size for layer in self.layers], batch)
+        )
         if mask is None:
             output, new_state, layer_outputs = self.run_layers(x, state)
         else:
@@ -480,16 +482,39 @@ class AwdLstmModel(AwdLstmPreTrainedModel):
             hidden_states=layer_outputs if output_hidden_states else None,
         )
 
-    def _check_state(self, state: LstmState, batch: int) -> LstmState:
-        if len(state) != len(self.layers):
-            raise ValueError(f"state must hold one (h, c) pair per layer ({len(self.layers)}), got {len(state)}")
-        for i, ((h, c), layer) in enumerate(zip(state, self.layers)):
-            expected = (batch, layer.hidden_size)
-            if tuple(h.shape) != expected or tuple(c.shape) != expected:
-                raise ValueError(
-                    f"state[{i}] must be (h, c) each of shape {expected}, got {tuple(h.shape)} and {tuple(c.shape)}"
-                )
-        return state
+    def read_documents(self, tokens: torch.Tensor, lengths: torch.Tensor, max_len: int, grad: bool) -> torch.Tensor:
+        """BPT3C's reading: left-justified documents `tokens` (`(batch, seq)` ids or `(batch, seq, emb)` embeddings)
+        of `lengths` `(batch,)`, read in `bptt`-token chunks from each one's own first token, the state carried and
+        detached at every boundary; returns the concat pooling `(batch, 3*embedding_size)` = [output at the last
+        token, max, mean] over the chunks that begin in the last `max_len` tokens. grad: the pooled chunks run with
+        autograd (the earlier ones never do)."""
+        plan = plan_chunks(lengths, self.config.bptt, max_len, grad, self.training)
+        tokens = shift_right(tokens[plan.order], plan.first, plan.lengths)  # longest first, aligned as planned
+        is_embeds = tokens.is_floating_point()
+        like = tokens if is_embeds else self.embeddings.weight
+
+        def step(chunk: Chunk, chunk_tokens: torch.Tensor, state: LstmState) -> tuple[torch.Tensor, LstmState]:
+            x = self.embed(inputs_embeds=chunk_tokens) if is_embeds else self.embed(input_ids=chunk_tokens)
+            out, new_state, _ = self.run_layers(x, state)  # (rows, chunk, emb)
+            return out, new_state
+
+        state = self.initial_state(tokens.size(0), like)
+        pool = ConcatPool(tokens.size(0), self.config.embedding_size, like)
+        return run_plan(plan, tokens, state, step, pool)  # back in the caller's row order
+
+    def document_embeddings(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """One vector per document, `(batch, 3*embedding_size)`: the concat pooling [output at the last token, max,
+        mean] of the last layer over the whole document (reversed for a backward model), read in `bptt` chunks so
+        that memory stays bounded at any length. Eval mode, no autograd; each document gets the same vector
+        whatever its batch and padding side (without a mask, `pad_token_id` marks padding)."""
+        tokens, lengths = justified_documents(self.config, input_ids, attention_mask, inputs_embeds)
+        with torch.no_grad(), eval_mode(self):
+            return self.read_documents(tokens, lengths, int(lengths.max()), grad=False)
 
 
 class AwdLstmForCausalLM(AwdLstmPreTrainedModel, GenerationMixin):
@@ -512,7 +537,7 @@ class AwdLstmForCausalLM(AwdLstmPreTrainedModel, GenerationMixin):
         self.decoder = new_embeddings
 
     @can_return_tuple
-    @_float32_where_bf16_is_emulated
+    @float32_forward_where_bf16_is_emulated
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -592,7 +617,7 @@ class AwdLstmForSequenceClassification(AwdLstmPreTrainedModel):
         self.post_init()
 
     @can_return_tuple
-    @_float32_where_bf16_is_emulated
+    @float32_forward_where_bf16_is_emulated
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -635,25 +660,20 @@ class AwdLstmForSequenceClassification(AwdLstmPreTrainedModel):
         document's last `max_len` tokens only warm up the state and run without autograd.
         """
         tokens, lengths = self._justified_documents(input_ids, attention_mask, inputs_embeds)
-        backbone = self.awd_lstm
         needs_grad = torch.is_grad_enabled() and (
             any(p.requires_grad for p in self.parameters()) or (tokens.is_floating_point() and tokens.requires_grad)
         )
-        plan = plan_chunks(lengths, self.config.bptt, self.config.max_len, needs_grad, self.training)
-        tokens = shift_right(tokens[plan.order], plan.first, plan.lengths)  # longest first, aligned as planned
-        like = backbone.embeddings.weight if inputs_embeds is None else inputs_embeds
+        return self.awd_lstm.read_documents(tokens, lengths, self.config.max_len, needs_grad)
 
-        def step(chunk: Chunk, chunk_tokens: torch.Tensor, state: LstmState) -> tuple[torch.Tensor, LstmState]:
-            x = self._embed_chunk(chunk_tokens, inputs_embeds is not None)  # (rows, chunk, emb)
-            out, new_state, _ = backbone.run_layers(x, state)
-            return out, new_state
-
-        state = backbone.initial_state(tokens.size(0), like)
-        pool = ConcatPool(tokens.size(0), self.config.embedding_size, like)
-        return run_plan(plan, tokens, state, step, pool)  # back in the caller's row order
-
-    def _embed_chunk(self, chunk: torch.Tensor, is_embeds: bool) -> torch.Tensor:
-        return self.awd_lstm.embed(inputs_embeds=chunk) if is_embeds else self.awd_lstm.embed(input_ids=chunk)
+    def document_embeddings(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The features the head sees, `(batch, 3*embedding_size)`: `encode_documents` in eval mode, no autograd."""
+        with torch.no_grad(), eval_mode(self):
+            return self.encode_documents(input_ids, attention_mask, inputs_embeds)
 
     def _justified_documents(
         self,
@@ -662,29 +682,6 @@ class AwdLstmForSequenceClassification(AwdLstmPreTrainedModel):
         inputs_embeds: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         return justified_documents(self.config, input_ids, attention_mask, inputs_embeds)
-
-
-def justified_documents(
-    config: AwdLstmConfig,
-    input_ids: torch.Tensor | None,
-    attention_mask: torch.Tensor | None,
-    inputs_embeds: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Validate a classifier's batch (`validation.checked_inputs`; without a mask, `pad_token_id` marks padding);
-    return it with each document's tokens first, reversed for a backward model (`(batch, seq)` ids or
-    `(batch, seq, emb)` embeddings), and the document lengths `(batch,)`."""
-    tokens, mask = checked_inputs(config, input_ids, inputs_embeds, attention_mask, pad_is_padding=True)
-    if mask is None:  # every position is a token: nothing to move
-        lengths = torch.full(tokens.shape[:1], tokens.size(1), dtype=torch.long, device=tokens.device)
-        return (tokens.flip(1) if config.backwards else tokens), lengths
-    lengths = mask.sum(dim=1)
-    if bool((lengths == 0).any()):
-        row = int((lengths == 0).nonzero()[0, 0])
-        raise ValueError(
-            f"document {row} has no token (its attention_mask row is all 0): an empty document cannot be "
-            "classified; tokenize it (the tokenizer adds xxbos) or drop it"
-        )
-    return left_justify(tokens, mask, reverse=config.backwards), lengths
 
 
 __all__ = [

@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .bpt3c_plan import left_justify
 from .configuration_awd_lstm import AwdLstmConfig
 
 
@@ -103,6 +104,42 @@ def rows_with_holes(mask: torch.Tensor) -> torch.Tensor:
     """bool `(batch,)`: rows whose tokens are not contiguous, i.e. with more than two 0/1 switches along the row
     (the borders counting as 0). mask: bool `(batch, seq)`."""
     return F.pad(mask.to(torch.int8), (1, 1)).diff(dim=1).abs().sum(dim=1) > 2
+
+
+def justified_documents(
+    config: AwdLstmConfig,
+    input_ids: torch.Tensor | None,
+    attention_mask: torch.Tensor | None,
+    inputs_embeds: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate a classifier's batch (`validation.checked_inputs`; without a mask, `pad_token_id` marks padding);
+    return it with each document's tokens first, reversed for a backward model (`(batch, seq)` ids or
+    `(batch, seq, emb)` embeddings), and the document lengths `(batch,)`."""
+    tokens, mask = checked_inputs(config, input_ids, inputs_embeds, attention_mask, pad_is_padding=True)
+    if mask is None:  # every position is a token: nothing to move
+        lengths = torch.full(tokens.shape[:1], tokens.size(1), dtype=torch.long, device=tokens.device)
+        return (tokens.flip(1) if config.backwards else tokens), lengths
+    lengths = mask.sum(dim=1)
+    if bool((lengths == 0).any()):
+        row = int((lengths == 0).nonzero()[0, 0])
+        raise ValueError(
+            f"document {row} has no token (its attention_mask row is all 0): an empty document cannot be "
+            "classified; tokenize it (the tokenizer adds xxbos) or drop it"
+        )
+    return left_justify(tokens, mask, reverse=config.backwards), lengths
+
+
+def checked_state(state, sizes: list[int], batch: int):
+    """A recurrent state given by the caller: one `(h, c)` pair per layer, each `(batch, size)` (ValueError else)."""
+    if len(state) != len(sizes):
+        raise ValueError(f"state must hold one (h, c) pair per layer ({len(sizes)}), got {len(state)}")
+    for i, ((h, c), size) in enumerate(zip(state, sizes)):
+        expected = (batch, size)
+        if tuple(h.shape) != expected or tuple(c.shape) != expected:
+            raise ValueError(
+                f"state[{i}] must be (h, c) each of shape {expected}, got {tuple(h.shape)} and {tuple(c.shape)}"
+            )
+    return state
 
 
 def checked_labels(labels: torch.Tensor, batch: int, config: AwdLstmConfig) -> torch.Tensor:
