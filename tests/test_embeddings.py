@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -133,3 +134,31 @@ def test_memory_is_bounded_by_the_chunk_not_the_document():
     short, long = peak(10_000), peak(100_000)
     assert short["finite"] and long["finite"]
     assert long["peak_mb"] <= 1.2 * short["peak_mb"], (short, long)
+
+
+@pytest.mark.slow
+def test_embeddings_example_runs_on_a_saved_model(tmp_path):
+    import csv
+
+    rows = [
+        (f"a {'good' if i % 2 else 'bad'} film number {i}, " * (1 + i % 5), "pos" if i % 2 else "neg")
+        for i in range(24)
+    ]
+    with open(tmp_path / "texts.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text", "label", "is_valid"])
+        writer.writerows((text, label, i >= 16) for i, (text, label) in enumerate(rows))
+    tokenizer = AwdLstmTokenizer.from_texts([text for text, _ in rows], min_freq=1)
+    torch.manual_seed(3)
+    AwdLstmForCausalLM(small_config(vocab_size=len(tokenizer))).save_pretrained(tmp_path / "lm")
+    tokenizer.save_pretrained(tmp_path / "lm")
+    script = Path(__file__).parents[1] / "examples" / "embeddings.py"
+    command = [sys.executable, str(script), "--model_name_or_path", str(tmp_path / "lm")]
+    command += ["--train_file", str(tmp_path / "texts.csv"), "--split_column", "is_valid"]
+    command += ["--output_dir", str(tmp_path / "out")]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((tmp_path / "out" / "embeddings_results.json").read_text())
+    assert results["train_texts"] == 16 and results["validation_texts"] == 8
+    assert 0 <= results["logistic_regression_accuracy"] <= 1 and 0 <= results["nearest_neighbour_accuracy"] <= 1
+    assert "query [" in result.stdout
