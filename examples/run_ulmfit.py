@@ -114,6 +114,10 @@ class UlmfitArguments(LabelArguments):
         default=1, metadata={"help": "LM fine-tuning: epochs training only the embedding/decoder first."}
     )
     lm_batch_size: int = field(default=32, metadata={"help": "Language-model streams."})
+    no_lm_shuffle: bool = field(
+        default=False,
+        metadata={"help": "Read the LM's texts in the same order every epoch (default: a new order each epoch)."},
+    )
     lm_extra_file: str | None = field(
         default=None,
         metadata={
@@ -285,6 +289,7 @@ def train_direction(args, data_args, training_args, splits, tokenizer, output_di
         lr_find=args.lr_find,
         frozen_lr=args.lm_frozen_lr,
         freeze_epochs=args.lm_freeze_epochs if args.model_name_or_path else 0,
+        no_lm_shuffle=args.no_lm_shuffle,
     )
     lm_training = stage_args(training_args, lm_dir, args.lm_epochs, args.lm_batch_size)
     lm_texts = train_texts + eval_texts + extra_texts(args, data_args.text_column)

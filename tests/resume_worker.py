@@ -24,13 +24,16 @@ from hf_bpt3c.training import (
 )
 from hf_bpt3c.training.data import LMStreamDataset
 
-KILL_AT_STEP = 6
+KILL_AT_STEP = {"classifier": 6, "lm": 15}  # the LM's inside its second (reshuffled) epoch
 SIZES = dict(vocab_size=60, embedding_size=8, hidden_size=12, num_hidden_layers=2, bptt=5, max_len=15)
 
 
 class KillAfterCheckpoint(TrainerCallback):
+    def __init__(self, step: int):
+        self.step = step
+
     def on_save(self, args, state, control, **kwargs):
-        if state.global_step == KILL_AT_STEP:
+        if state.global_step == self.step:
             os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -68,7 +71,7 @@ def lm_run(out: Path, callbacks: list) -> tuple[Trainer, torch.nn.Module]:
     model = AwdLstmForCausalLM(AwdLstmConfig.for_language_model(**SIZES))
     gen = torch.Generator().manual_seed(2)
     docs = [torch.randint(9, 60, (30,), generator=gen).tolist() for _ in range(16)]
-    data = LMStreamDataset(docs, batch_size=4, bptt=10)  # 12 windows per stream
+    data = LMStreamDataset(docs, batch_size=4, bptt=10, shuffle=True, seed=3)  # 12 windows per stream
     args = arguments(out, epochs=2, train_sampling_strategy="sequential")
     trainer = Trainer(
         model,
@@ -100,7 +103,7 @@ def main() -> None:
     task, mode, out = sys.argv[1], sys.argv[2], Path(sys.argv[3])
     torch.manual_seed(0)
     torch.set_num_threads(1)
-    callbacks = [KillAfterCheckpoint()] if mode == "kill" else []
+    callbacks = [KillAfterCheckpoint(KILL_AT_STEP[task])] if mode == "kill" else []
     trainer, model = (classifier_run if task == "classifier" else lm_run)(out, callbacks)
     trainer.train(resume_from_checkpoint=mode == "resume")
     torch.save(model.state_dict(), out / "final.pt")

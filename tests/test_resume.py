@@ -1,5 +1,6 @@
 """Kill a Trainer run with SIGKILL right after a checkpoint, resume it, and get exactly the uninterrupted run's
-weights (CPU, dropout on): the BPT3C classifier, and the LM whose stream state is restored too."""
+weights (CPU, dropout on): the BPT3C classifier, and the LM (killed inside its second epoch, whose documents are
+reshuffled) whose stream order and state are restored too."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 import pytest
 import torch
 from conftest import REPO_ROOT
+from resume_worker import KILL_AT_STEP
 
 WORKER = REPO_ROOT / "tests" / "resume_worker.py"
 
@@ -29,7 +31,7 @@ def test_killed_and_resumed_run_equals_uninterrupted(tmp_path, task):
     killed = run(task, "kill", tmp_path / "interrupted")
     assert killed.returncode == -signal.SIGKILL
     assert not (tmp_path / "interrupted" / "final.pt").exists()
-    assert (tmp_path / "interrupted" / "checkpoint-6").is_dir()
+    assert (tmp_path / "interrupted" / f"checkpoint-{KILL_AT_STEP[task]}").is_dir()
     resumed = run(task, "resume", tmp_path / "interrupted")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     expected = torch.load(tmp_path / "full" / "final.pt")

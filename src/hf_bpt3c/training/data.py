@@ -71,13 +71,18 @@ class LMStreamDataset(torch.utils.data.Dataset):
 
     Args:
         documents: token ids of each document (each already starting with `xxbos`; lists, arrays or tensors),
-            concatenated in this order.
+            concatenated in this order (or in a new order every epoch with `shuffle`).
         batch_size: streams read side by side by one process (`per_device_train_batch_size`).
         bptt: window length; each item has `input_ids` and `labels` of `bptt` tokens (labels are the same ids:
             transformers' causal-LM loss shifts them, so the last token of a window predicts nothing).
         world_size: number of processes. `Trainer`/`accelerate` deal batches round-robin to the processes, so item
             `i` is laid out so that every process reads its own `batch_size` streams window after window.
         backwards: reverse the token order (ULMFiT's backward language model).
+        shuffle: as fastai's `LMDataLoader` for training: the documents in a new order every epoch, the streams
+            rebuilt from it. The order of epoch `e` is a permutation drawn from `seed + e` alone, so every process
+            of a distributed run lays out the same streams, and a run resumed inside epoch `e` reads them again.
+            `set_epoch(e)` selects the epoch: `Trainer` calls it at the start of every epoch (through accelerate's
+            data loader, which hands `set_epoch` on to a dataset that has one), resumed runs included.
 
     Item `i` belongs to global batch `j = i // batch_size`, which process `j % world_size` reads as its window
     `j // world_size`; row `i % batch_size` of it is stream `(j % world_size) * batch_size + i % batch_size`.
@@ -90,23 +95,45 @@ class LMStreamDataset(torch.utils.data.Dataset):
         bptt: int = 72,
         world_size: int = 1,
         backwards: bool = False,
+        shuffle: bool = False,
+        seed: int = 0,
     ):
         for name, value in (("batch_size", batch_size), ("bptt", bptt), ("world_size", world_size)):
             if not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
-        pieces = [torch.as_tensor(doc, dtype=torch.long).reshape(-1) for doc in documents]
-        ids = torch.cat(pieces) if pieces else torch.empty(0, dtype=torch.long)  # (total_tokens,)
-        if backwards:
-            ids = ids.flip(0)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"seed must be an int, got {seed!r}")
+        self.documents = [torch.as_tensor(doc, dtype=torch.long).reshape(-1) for doc in documents]
         self.batch_size, self.bptt, self.world_size = batch_size, bptt, world_size
+        self.backwards, self.shuffle, self.seed = backwards, bool(shuffle), seed
         self.n_streams = batch_size * world_size
-        self.n_windows = len(ids) // (self.n_streams * bptt)
+        total = sum(len(doc) for doc in self.documents)
+        self.n_windows = total // (self.n_streams * bptt)
         if self.n_windows == 0:
             raise ValueError(
-                f"{len(ids)} tokens are too few for {self.n_streams} streams of at least one {bptt}-token window"
+                f"{total} tokens are too few for {self.n_streams} streams of at least one {bptt}-token window"
             )
-        stream_len = self.n_windows * bptt
+        self.epoch = None
+        self.set_epoch(0)
+
+    def document_order(self, epoch: int) -> list[int]:
+        """The order the documents are concatenated in for `epoch` (as given without `shuffle`)."""
+        if not self.shuffle:
+            return list(range(len(self.documents)))
+        generator = torch.Generator().manual_seed(self.seed + epoch)
+        return torch.randperm(len(self.documents), generator=generator).tolist()
+
+    def set_epoch(self, epoch: int) -> None:
+        """Lay the streams out for `epoch` (a no-op without `shuffle`, or for the epoch already laid out)."""
+        if epoch == self.epoch or (not self.shuffle and self.epoch is not None):
+            return
+        pieces = [self.documents[i] for i in self.document_order(epoch)]
+        ids = torch.cat(pieces) if pieces else torch.empty(0, dtype=torch.long)  # (total_tokens,)
+        if self.backwards:
+            ids = ids.flip(0)
+        stream_len = self.n_windows * self.bptt
         self.streams = ids[: self.n_streams * stream_len].clone().view(self.n_streams, stream_len)
+        self.epoch = epoch
 
     def __len__(self) -> int:
         return self.n_streams * self.n_windows

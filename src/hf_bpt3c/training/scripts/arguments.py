@@ -104,6 +104,10 @@ class LanguageModelArguments:
         default=None, metadata={"help": "Backward LM, text read right to left (default: the checkpoint's, False)."}
     )
     drop_mult: float = field(default=1.0, metadata={"help": "Multiplier of fastai's LM dropouts."})
+    no_lm_shuffle: bool = field(
+        default=False,
+        metadata={"help": "Read the training texts in the same order every epoch (default: a new order each epoch)."},
+    )
     lr: str = field(
         default="2e-3",
         metadata={

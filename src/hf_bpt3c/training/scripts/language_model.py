@@ -111,9 +111,11 @@ def tokenize_streams(
     config: AwdLstmConfig,
     training_args: TrainingArguments,
     num_proc: int | None,
+    shuffle: bool = False,
 ) -> LMStreamDataset:
     """Token ids of every text (tokenized in batches, `num_proc` processes, with a progress bar) laid out as
-    `batch_size` contiguous streams per process."""
+    `batch_size` contiguous streams per process; with `shuffle`, the texts in a new order every epoch (seeded by
+    `training_args.seed`)."""
 
     def encode(batch: dict) -> dict:
         return {"input_ids": tokenizer(batch[column])["input_ids"]}
@@ -122,8 +124,9 @@ def tokenize_streams(
         ids = data.map(encode, batched=True, num_proc=num_proc, remove_columns=data.column_names, desc="tokenizing")
     ids = ids.with_format("numpy")["input_ids"]
     return LMStreamDataset(
-        ids, batch_size, config.bptt, world_size=training_args.world_size, backwards=config.backwards
-    )
+        ids, batch_size, config.bptt, world_size=training_args.world_size, backwards=config.backwards,
+        shuffle=shuffle, seed=training_args.seed,
+    )  # fmt: skip
 
 
 class PerplexityCallback(TrainerCallback):
@@ -202,7 +205,8 @@ def train_language_model(
     model, tokenizer, card_notes = prepare_model(model_args, tokenizer, train_texts, text_column)
     config = model.config
     batch, eval_batch = training_args.per_device_train_batch_size, training_args.per_device_eval_batch_size
-    train_data = tokenize_streams(train_texts, text_column, tokenizer, batch, config, training_args, num_proc)
+    shuffle = not model_args.no_lm_shuffle
+    train_data = tokenize_streams(train_texts, text_column, tokenizer, batch, config, training_args, num_proc, shuffle)
     eval_data = None
     if eval_texts is not None and len(eval_texts):
         eval_data = tokenize_streams(eval_texts, text_column, tokenizer, eval_batch, config, training_args, num_proc)
