@@ -175,7 +175,8 @@ def test_remote_code_reload_without_package(tok, tmp_path):
 
 
 def test_unigram_variant(tmp_path):
-    uni = AwdLstmTokenizer.from_texts(CORPUS * 4, max_vocab=120, model="unigram")
+    with pytest.warns(FutureWarning, match="sentencepiece"):  # deprecated: fastai never makes it
+        uni = AwdLstmTokenizer.from_texts(CORPUS * 4, max_vocab=120, model="unigram")
     assert uni.convert_ids_to_tokens(list(range(9))) == list(SPECIAL_TOKENS)
     assert len(uni) == max(uni.get_vocab().values()) + 1 <= 120
     text = "This movie was GREAT, don't miss it."
@@ -186,6 +187,34 @@ def test_unigram_variant(tmp_path):
     assert AwdLstmTokenizer.from_pretrained(tmp_path)(text)["input_ids"] == ids
     with pytest.raises(ValueError, match="model"):
         AwdLstmTokenizer.from_texts(CORPUS, model="bpe")
+
+
+def test_word_tokenizer_is_english_only():
+    itos = AwdLstmTokenizer.from_texts(CORPUS, min_freq=1).convert_ids_to_tokens(list(range(40)))
+    for build in (
+        lambda: AwdLstmTokenizer.from_texts(CORPUS, lang="de"),
+        lambda: AwdLstmTokenizer.from_texts(CORPUS, model="unigram", lang="ru"),
+        lambda: AwdLstmTokenizer.from_fastai_vocab(itos, lang="fr"),
+    ):
+        with pytest.raises(ValueError, match="English rules.*model='sentencepiece'"):
+            build()
+    with pytest.raises(ValueError, match="vocab_size.*sentencepiece"):
+        AwdLstmTokenizer.from_texts(CORPUS, vocab_size=100)
+    assert AwdLstmTokenizer.from_fastai_vocab(itos, lang="en_US")("Great film.")["input_ids"][0] == 2
+
+
+def test_lang_is_saved_and_folders_without_it_load_as_english(tok, tmp_path):
+    tok.save_pretrained(tmp_path)
+    config_file = tmp_path / "tokenizer_config.json"
+    config = json.loads(config_file.read_text())
+    assert config["lang"] == "en" and "sentencepiece" not in config
+    del config["lang"]  # a folder saved before `lang` existed
+    config_file.write_text(json.dumps(config))
+    AutoTokenizer.register(AwdLstmConfig, tokenizer_class=AwdLstmTokenizer, exist_ok=True)
+    assert AutoTokenizer.from_pretrained(tmp_path)(CORPUS)["input_ids"] == tok(CORPUS)["input_ids"]
+    config_file.write_text(json.dumps({**config, "lang": "de"}))  # never English rules for German, silently
+    with pytest.raises(ValueError, match="model='sentencepiece'"):
+        AutoTokenizer.from_pretrained(tmp_path)(CORPUS)
 
 
 @pytest.mark.parametrize(

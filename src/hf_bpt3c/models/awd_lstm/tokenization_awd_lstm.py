@@ -1,9 +1,9 @@
-"""ULMFiT word tokenizer: fastai v2's text rules and spaCy-English word splitting on a Rust `tokenizers` backend.
+"""ULMFiT tokenizer: fastai v2's text rules, then spaCy-English words (English) or SentencePiece pieces (any
+language), on a Rust `tokenizers` backend.
 
-Pipeline (same order and output as fastai's ``Tokenizer(SpacyTokenizer('en'))`` with the default rules):
+Word pipeline (same order and output as fastai's ``Tokenizer(SpacyTokenizer('en'))`` with the default rules):
 
-1. fastai's pre-rules ``fix_html, replace_rep, replace_wrep, spec_add_spaces, rm_useless_spaces,
-   replace_all_caps, replace_maj, lowercase`` as compiled regular expressions (in Python: they need
+1. fastai's pre-rules (``fastai_rules``: compiled regular expressions, in Python because they need
    back-references and counts that ``tokenizers`` normalizers cannot express);
 2. spaCy-English-like word splitting (whitespace handling, prefixes, suffixes, infixes, URLs and the English
    tokenizer exceptions), memoised per whitespace-delimited chunk, then fastai's ``replace_space`` post-rule;
@@ -13,31 +13,32 @@ Pipeline (same order and output as fastai's ``Tokenizer(SpacyTokenizer('en'))`` 
 A word-level vocabulary encodes each whitespace-delimited chunk on its own (the pre-tokenizer splits at spaces,
 a special token cannot span one, the post-processor only prepends ``xxbos``), so the plain call (no padding,
 truncation, offsets or overflow: what ``datasets.map`` does) looks the ids of each chunk up in a memo filled by the
-backend (``_ChunkIds``): the same ids, without building a Rust ``Encoding`` per document.
+backend (``_ChunkIds``): the same ids, without building a Rust ``Encoding`` per document. The saved
+``tokenizer.json`` maps fastai-tokenized text (tokens joined by spaces) to ids on its own; raw text needs this
+class, which ``save_pretrained`` ships as remote code. The word tokenizer is English only (``lang``).
 
-The saved ``tokenizer.json`` therefore maps fastai-tokenized text (tokens joined by spaces, fastai's on-disk
-format) to ids on its own; raw text needs this class, which ``save_pretrained`` ships as remote code.
+SentencePiece (``from_sentencepiece``, ``from_texts(model="sentencepiece")``): the same pre-rules, then the
+backend of ``sentencepiece_backend`` (SentencePiece's normalizer, ``Metaspace``, ``Unigram``) whose ids, once
+``SentencePieceIds`` maps them, are fastai's ``Numericalize(vocab)`` of ``SentencePieceTokenizer``'s pieces.
 
-Offsets would refer to the rule-processed text and cost the Rust backend as much as the lookup itself, so they
-are only computed when asked for (``return_offsets_mapping=True``, which also gives ``BatchEncoding.tokens()`` and
-``word_ids()``); otherwise use ``tokenize`` or ``convert_ids_to_tokens`` to see tokens.
+Offsets refer to the rule-processed text and are only computed when asked for (``return_offsets_mapping=True``,
+which also gives ``BatchEncoding.tokens()`` and ``word_ids()``); otherwise use ``tokenize`` or
+``convert_ids_to_tokens`` to see tokens.
 
 The English punctuation classes below and the tokenizer exceptions (``spacy_english_exceptions``) follow spaCy's
 English defaults (spaCy, MIT licence, (c) ExplosionAI GmbH), restricted to what can occur in fastai's lowercased
-text.
-
-This module must only import the standard library, ``tokenizers``, ``transformers`` and its data module
-``spacy_english_exceptions`` (relative: both are copied next to saved tokenizers and loaded with
-``trust_remote_code=True``).
+text. This module imports only the standard library, ``tokenizers``, ``transformers`` and its siblings
+(relative: they are copied next to saved tokenizers and loaded with ``trust_remote_code=True``).
 """
 
 from __future__ import annotations
 
 import functools
-import html
 import itertools
+import os
 import re
 import unicodedata
+import warnings
 import weakref
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -47,85 +48,31 @@ from transformers import BatchEncoding, TokenizersBackend
 from transformers.tokenization_utils_base import TruncationStrategy
 from transformers.utils import PaddingStrategy
 
+from .fastai_rules import (  # noqa: F401 (re-exported: the names of this module before the split)
+    _SPECIAL_SET,
+    BOS,
+    EOS,
+    FAKE,
+    PAD,
+    SPECIAL_TOKENS,
+    TK_MAJ,
+    TK_REP,
+    TK_UP,
+    TK_WREP,
+    UNK,
+    _pieces_to_words,
+    _unique_names,
+    apply_rules,
+    detokenize,
+    fix_html,
+    make_vocab,
+)
+from .sentencepiece_backend import SPACE, SentencePieceIds, build_backend, load_vocab, read_model
+from .sentencepiece_backend import train as train_sentencepiece
 from .spacy_english_exceptions import EXCEPTIONS
 
-UNK, PAD, BOS, EOS, FLD, TK_REP, TK_WREP, TK_UP, TK_MAJ = SPECIAL_TOKENS = (
-    "xxunk xxpad xxbos xxeos xxfld xxrep xxwrep xxup xxmaj".split()
-)
-FAKE = "xxfake"
-_SPECIAL_SET = frozenset(SPECIAL_TOKENS)
-
-# ----------------------------------------------------------------------------------------------------------
-# fastai v2 pre-rules (fastai/text/core.py), re-expressed for speed with identical output.
-# ----------------------------------------------------------------------------------------------------------
-_HTML_FIXES = (
-    ("#39;", "'"),
-    ("amp;", "&"),
-    ("#146;", "'"),
-    ("nbsp;", " "),
-    ("#36;", "$"),
-    ("\\n", "\n"),
-    ("quot;", "'"),
-    ("<br />", "\n"),
-    ('\\"', '"'),
-    ("<unk>", UNK),
-    (" @.@ ", "."),
-    (" @-@ ", "-"),
-    ("...", " …"),
-)
-_RE_REP_ANY = re.compile(r"(.)\1\1", re.S)
-_RE_REP = re.compile(r"(\S)(\1{2,})")
-_RE_WREP_ANY = re.compile(r"\s(\w++)\s++\1\s++\1")
-_RE_WREP_START = re.compile(r"(\w++)\s++\1\s++\1")
-_RE_WREP = re.compile(r"(?:\s|^)(\w+)\s+((?:\1\s+)+)\1(\s|\W|$)")
-_RE_SPACES = re.compile(" {2,}")
-# A token of 2+ chars, all caps (fastai: `[A-Z]+[^a-z\s]*`) -> insert `xxup` (lowercasing happens at the end).
-_RE_ALL_CAPS = re.compile(r"[A-Z](?<!\S[A-Z])(?=[^a-z\s]++(?!\S))")
-# A Capitalised token that replace_all_caps left alone, i.e. containing a lowercase ASCII letter -> `xxmaj`.
-_RE_MAJ = re.compile(r"[A-Z](?<!\S[A-Z])(?=[^A-Z\s]*?[a-z][^A-Z\s]*+(?!\S))")
 # A whitespace run other than one plain space: spaCy turns it into a token (minus a leading plain space).
 _RE_WS_RUN = re.compile(r"[^\S ]\s*")
-
-
-def fix_html(text: str) -> str:
-    """fastai's ``fix_html``: undo common HTML/wiki escapes, then ``html.unescape``."""
-    for old, new in _HTML_FIXES:
-        text = text.replace(old, new)
-    return html.unescape(text)
-
-
-def _rep(match: re.Match) -> str:
-    char, rest = match.groups()
-    return f" {TK_REP} {len(rest) + 1} {char} "
-
-
-def _wrep(match: re.Match) -> str:
-    word, reps, end = match.groups()
-    return f" {TK_WREP} {len(reps.split()) + 2} {word} {end}"
-
-
-def _up(match: re.Match) -> str:
-    return f"{TK_UP} {match[0]}"
-
-
-def _maj(match: re.Match) -> str:
-    return f"{TK_MAJ} {match[0]}"
-
-
-def apply_rules(text: str) -> str:
-    """Apply fastai v2's default pre-rules, except that ``xxbos`` is left to the post-processor."""
-    text = fix_html(text)
-    if _RE_REP_ANY.search(text):
-        text = _RE_REP.sub(_rep, text)
-    if _RE_WREP_ANY.search(text) or _RE_WREP_START.match(text):
-        text = _RE_WREP.sub(_wrep, text)
-    if "/" in text or "#" in text or "\\" in text:
-        text = text.replace("/", " / ").replace("#", " # ").replace("\\", " \\ ")
-    if "  " in text:
-        text = _RE_SPACES.sub(" ", text)
-    text = _RE_ALL_CAPS.sub(_up, text)
-    text = _RE_MAJ.sub(_maj, text)
-    return text.lower().strip()
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -390,6 +337,7 @@ def _special_ids_around(backend: Tokenizer) -> tuple[list[int], list[int]]:
 
 
 _CHUNK_IDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # tokenizer -> {(split, vocab size): _ChunkIds}
+_SP_STATE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # tokenizer -> SentencePieceIds, or False (words)
 
 
 def clear_caches() -> None:
@@ -399,82 +347,8 @@ def clear_caches() -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Detokenization for decode().
-# ----------------------------------------------------------------------------------------------------------
-_RE_DETOK_SPACE = re.compile(r" (?=[.,!?;:%)\]}…]|n't\b|'(?:s|m|re|ve|d|ll)\b)|(?<=[(\[{$#]) ")
-
-
-def _restore_case(tokens: Sequence[str]) -> list[str]:
-    """Apply ``xxmaj`` (capitalise) and ``xxup`` (upper-case) to the token that follows them."""
-    out: list[str] = []
-    for tok in tokens:
-        if out and out[-1] in (TK_MAJ, TK_UP) and tok not in _SPECIAL_SET:
-            out[-1] = tok[:1].upper() + tok[1:] if out[-1] == TK_MAJ else tok.upper()
-        else:
-            out.append(tok)
-    return out
-
-
-def detokenize(tokens: Sequence[str]) -> str:
-    """Readable text from fastai tokens: ``xxmaj``/``xxup`` restore case, ``xxrep``/``xxwrep`` expand."""
-    tokens = _restore_case(tokens)
-    words: list[str] = []
-    i = 0
-    while i < len(tokens):
-        tok = tokens[i]
-        if tok in (TK_REP, TK_WREP) and i + 2 < len(tokens) and tokens[i + 1].isdigit():
-            count, unit = int(tokens[i + 1]), tokens[i + 2]
-            words.append(unit * count if tok == TK_REP else " ".join([unit] * count))
-            i += 3
-        else:
-            words.append(tok)
-            i += 1
-    text = " ".join(w.replace("▁", " ") for w in words if w != FAKE and not w.startswith(FAKE + " "))
-    return _RE_DETOK_SPACE.sub("", text)
-
-
-def _pieces_to_words(pieces: Sequence[str]) -> list[str]:
-    """Unigram pieces -> words: ``▁`` starts a word, special tokens stand alone, other pieces continue a word."""
-    words: list[str] = []
-    glue = False
-    for piece in pieces:
-        if piece in _SPECIAL_SET:
-            words.append(piece)
-            glue = False
-        elif piece.startswith("▁") or not glue:
-            words.append(piece[1:] if piece.startswith("▁") else piece)
-            glue = True
-        else:
-            words[-1] += piece
-    return words
-
-
-# ----------------------------------------------------------------------------------------------------------
 # The transformers tokenizer.
 # ----------------------------------------------------------------------------------------------------------
-def make_vocab(counts: Counter, min_freq: int = 3, max_vocab: int = 60000) -> list[str]:
-    """fastai's ``make_vocab``: frequent tokens, special tokens first, ``xxfake`` padding to a multiple of 8."""
-    vocab = [tok for tok, count in counts.most_common(max_vocab) if count >= min_freq]
-    for tok in reversed(SPECIAL_TOKENS):
-        if tok in vocab:
-            vocab.remove(tok)
-        vocab.insert(0, tok)
-    vocab = vocab[:max_vocab]
-    return vocab + [FAKE] * (8 - len(vocab) % 8)
-
-
-def _unique_names(itos: Sequence[str]) -> dict[str, int]:
-    """token -> id keeping every id; repeated entries get names with a space, which no text can produce."""
-    vocab: dict[str, int] = {}
-    for idx, tok in enumerate(itos):
-        name, k = tok, 0
-        while name in vocab:
-            k += 1
-            name = f"{tok} {k}"
-        vocab[name] = idx
-    return vocab
-
-
 def _word_backend(itos: Sequence[str]) -> Tokenizer:
     backend = Tokenizer(models.WordLevel(vocab=_unique_names(itos), unk_token=UNK))
     backend.pre_tokenizer = pre_tokenizers.CharDelimiterSplit(" ")
@@ -495,27 +369,38 @@ def _unigram_backend(texts: Iterable[str], vocab_size: int) -> Tokenizer:
     return backend
 
 
-class AwdLstmTokenizer(TokenizersBackend):
-    """fastai/ULMFiT-compatible tokenizer (fastai v2 rules, spaCy English words, ``xxbos`` first).
+def _check_word_lang(lang: str | None, model: str = "word") -> None:
+    """The word tokenizer is fastai's spaCy *English*: refuse another language rather than split it as English."""
+    if lang is not None and str(lang).lower().replace("_", "-").split("-")[0] != "en":
+        raise ValueError(
+            f"the {model} tokenizer splits words like spaCy's English tokenizer; lang={lang!r} would get English "
+            "rules. For another language use model='sentencepiece' (fastai's SentencePieceTokenizer): "
+            "AwdLstmTokenizer.from_texts(texts, model='sentencepiece', lang=...) or from_sentencepiece(...)"
+        )
 
-    Build one with :meth:`from_texts` or :meth:`from_fastai_vocab`, save it with ``save_pretrained`` and
-    reload it with ``AutoTokenizer.from_pretrained``. Ids: ``xxunk=0 xxpad=1 xxbos=2 xxeos=3 xxfld=4 xxrep=5
-    xxwrep=6 xxup=7 xxmaj=8``. With ``is_split_into_words=True`` the input words are taken as finished fastai
-    tokens and only looked up.
+
+class AwdLstmTokenizer(TokenizersBackend):
+    """fastai/ULMFiT-compatible tokenizer: fastai v2 rules, then spaCy-English words or SentencePiece pieces.
+
+    Build one with :meth:`from_texts`, :meth:`from_fastai_vocab` or :meth:`from_sentencepiece`, save it with
+    ``save_pretrained`` and reload it with ``AutoTokenizer.from_pretrained``. Word ids: ``xxunk=0 xxpad=1 xxbos=2
+    xxeos=3 xxfld=4 xxrep=5 xxwrep=6 xxup=7 xxmaj=8``; SentencePiece ids are those of fastai's vocabulary, ``▁xxbos``
+    first. With ``is_split_into_words=True`` the input words are taken as finished fastai tokens and only looked up
+    (word tokenizers only).
     """
 
     model_input_names = ["input_ids", "attention_mask"]
     padding_side = "right"
 
     @classmethod
-    def _from_backend(cls, backend: Tokenizer, **kwargs) -> AwdLstmTokenizer:
-        specials = [AddedToken(t, special=True, normalized=False, single_word=True) for t in (UNK, PAD, BOS, EOS)]
+    def _from_backend(cls, backend: Tokenizer, bos: str = BOS, **kwargs) -> AwdLstmTokenizer:
+        specials = [AddedToken(t, special=True, normalized=False, single_word=True) for t in (UNK, PAD, bos, EOS)]
         backend.add_special_tokens(specials)
         return cls(
             tokenizer_object=backend,
             unk_token=UNK,
             pad_token=PAD,
-            bos_token=BOS,
+            bos_token=bos,
             eos_token=EOS,
             add_bos_token=True,
             add_eos_token=False,
@@ -524,12 +409,38 @@ class AwdLstmTokenizer(TokenizersBackend):
         )
 
     @classmethod
-    def from_fastai_vocab(cls, itos: Sequence[str], **kwargs) -> AwdLstmTokenizer:
-        """Word-level tokenizer over a fastai ``itos`` list; every id is kept (``len(tokenizer) == len(itos)``)."""
+    def from_fastai_vocab(cls, itos: Sequence[str], lang: str = "en", **kwargs) -> AwdLstmTokenizer:
+        """Word-level tokenizer over a fastai ``itos`` list; every id is kept (``len(tokenizer) == len(itos)``).
+        English only (``lang``): for another language use :meth:`from_sentencepiece`."""
+        _check_word_lang(lang)
         missing = [tok for tok in SPECIAL_TOKENS if tok not in itos]
         if missing:
             raise ValueError(f"the vocabulary lacks fastai's special tokens {missing}")
-        return cls._from_backend(_word_backend(list(itos)), **kwargs)
+        return cls._from_backend(_word_backend(list(itos)), lang=lang, **kwargs)
+
+    @classmethod
+    def from_sentencepiece(
+        cls,
+        sp_model: str | os.PathLike | bytes,
+        vocab: str | os.PathLike | Sequence[str],
+        lang: str | None = None,
+        **kwargs,
+    ) -> AwdLstmTokenizer:
+        """fastai's SentencePiece tokenization: ids equal ``Numericalize(vocab)`` of
+        ``Tokenizer(SentencePieceTokenizer(lang, sp_model=sp_model))`` with the default rules.
+
+        ``sp_model``: the SentencePiece ``.model`` file (a path or its bytes; unigram, as fastai trains them);
+        ``vocab``: fastai's ``itos`` over its pieces (a list of str, or the path of its pickle, read without
+        running code); ``lang`` is recorded. Neither ``sentencepiece`` nor this package is needed to load the saved
+        tokenizer.
+        """
+        itos = load_vocab(vocab)
+        missing = [tok for tok in SPECIAL_TOKENS if tok not in itos]
+        if missing:
+            raise ValueError(f"the vocabulary lacks fastai's special tokens {missing}")
+        backend, settings = build_backend(read_model(sp_model), itos)
+        kwargs.setdefault("split_special_tokens", True)
+        return cls._from_backend(backend, bos=SPACE + BOS, lang=lang, sentencepiece=settings, **kwargs)
 
     @classmethod
     def from_texts(
@@ -538,25 +449,91 @@ class AwdLstmTokenizer(TokenizersBackend):
         max_vocab: int = 60000,
         min_freq: int = 3,
         model: str = "word",
+        *,
+        vocab_size: int | None = None,
+        lang: str = "en",
         **kwargs,
     ) -> AwdLstmTokenizer:
         """Build the vocabulary from raw texts.
 
-        ``model="word"``: fastai's ``make_vocab`` (tokens seen at least ``min_freq`` times, at most ``max_vocab``,
-        special tokens first, ``xxfake`` padding to a multiple of 8). ``model="unigram"``: a unigram subword
-        model of ``max_vocab`` pieces (MultiFiT used 15000) trained on the rule-processed words; ``min_freq``
-        is unused.
+        ``model="word"`` (English): fastai's ``make_vocab`` (tokens seen at least ``min_freq`` times, at most
+        ``max_vocab``, special tokens first, ``xxfake`` padding to a multiple of 8). ``model="sentencepiece"`` (any
+        ``lang``; needs ``pip install 'hf_bpt3c[sentencepiece]'`` to train): fastai's ``SentencePieceTokenizer``
+        trained on the rule-processed texts (``vocab_size`` pieces, default fastai's heuristic), then
+        ``make_vocab(min_freq, max_vocab)`` over their pieces. ``model="unigram"`` (deprecated): a ``tokenizers``
+        unigram of ``max_vocab`` pieces over the English words, which fastai never makes.
         """
+        if model == "sentencepiece":
+            sp_model, itos = train_sentencepiece(texts, lang, vocab_size, min_freq, max_vocab)
+            return cls.from_sentencepiece(sp_model, itos, lang=lang, **kwargs)
+        if model not in ("word", "unigram"):
+            raise ValueError(f"model must be 'word', 'sentencepiece' or 'unigram', not {model!r}")
+        if vocab_size is not None:
+            raise ValueError("vocab_size is the size of a SentencePiece model: use it with model='sentencepiece'")
+        _check_word_lang(lang, model)
         if model == "unigram":
-            return cls._from_backend(_unigram_backend(texts, max_vocab), **kwargs)
-        if model != "word":
-            raise ValueError(f"model must be 'word' or 'unigram', not {model!r}")
+            warnings.warn(
+                "model='unigram' trains a tokenizers unigram over spaCy-English words, which fastai never makes; it "
+                "is deprecated: use model='sentencepiece' (fastai's SentencePieceTokenizer, any language)",
+                FutureWarning,
+                stacklevel=2,
+            )
+            return cls._from_backend(_unigram_backend(texts, max_vocab), lang=lang, **kwargs)
         counts: Counter = Counter()
         for text in texts:
             counts[BOS] += 1
             counts.update(fastai_tokenize(text).split(" "))
         counts.pop("", None)
-        return cls._from_backend(_word_backend(make_vocab(counts, min_freq, max_vocab)), **kwargs)
+        return cls._from_backend(_word_backend(make_vocab(counts, min_freq, max_vocab)), lang=lang, **kwargs)
+
+    # ------------------------------------------------------------------------------------------------------
+    # SentencePiece: fastai's ids over the backend's (see sentencepiece_backend).
+    # ------------------------------------------------------------------------------------------------------
+    def _sentencepiece(self) -> SentencePieceIds | None:
+        """The SentencePiece state of this tokenizer (None for a word tokenizer, whose language is checked)."""
+        state = _SP_STATE.get(self)
+        if state is None:
+            init_kwargs = getattr(self, "init_kwargs", None)
+            if init_kwargs is None:  # still in __init__
+                return None
+            settings = init_kwargs.get("sentencepiece")
+            if settings:
+                state = SentencePieceIds(self.backend_tokenizer, settings)
+            else:
+                _check_word_lang(init_kwargs.get("lang", "en"))  # saved before `lang` existed: English
+                state = False
+            _SP_STATE[self] = state
+        return state or None
+
+    def _convert_token_to_id_with_added_voc(self, token: str) -> int:
+        sp = self._sentencepiece()
+        return sp.token_id(token, self.backend_tokenizer) if sp else super()._convert_token_to_id_with_added_voc(token)
+
+    def convert_ids_to_tokens(self, ids, skip_special_tokens: bool = False):
+        tokens, sp = super().convert_ids_to_tokens(ids, skip_special_tokens=skip_special_tokens), self._sentencepiece()
+        if not sp or not sp.names or isinstance(ids, int):
+            return sp.token(ids, tokens) if sp and isinstance(ids, int) else tokens
+        skip = set(self.all_special_ids) if skip_special_tokens else set()
+        return [sp.token(i, tok) for i, tok in zip([int(i) for i in ids if int(i) not in skip], tokens, strict=True)]
+
+    def __len__(self) -> int:  # SentencePiece: fastai's vocabulary, not the model's pieces outside it
+        sp = self._sentencepiece()
+        return super().__len__() - (sp.base - sp.size if sp else 0)
+
+    @property
+    def vocab_size(self) -> int:
+        sp = self._sentencepiece()
+        return sp.size if sp else super().vocab_size
+
+    def get_vocab(self) -> dict[str, int]:
+        vocab, sp = super().get_vocab(), self._sentencepiece()
+        return {tok: i for tok, i in vocab.items() if not sp.size <= i < sp.base} if sp else vocab
+
+    def _fix_rows(self, rows: list[tuple[dict, list]]) -> None:
+        """SentencePiece: the backend's ids in `_convert_encoding`'s rows -> fastai's (in place)."""
+        sp = self._sentencepiece()
+        for row, encodings in rows:
+            row["input_ids"] = [sp.fix(ids, enc.tokens) for ids, enc in zip(row["input_ids"], encodings, strict=True)]
 
     def tokenize(self, text: str, pair: str | None = None, add_special_tokens: bool = False, **kwargs) -> list[str]:
         """Tokens of ``text`` (and ``pair``) as the backend produces them."""
@@ -564,24 +541,42 @@ class AwdLstmTokenizer(TokenizersBackend):
         return super().tokenize(text, pair=pair, add_special_tokens=add_special_tokens, **kwargs)
 
     def fastai_tokens(self, text: str) -> list[str]:
-        """fastai's token list for ``text``, ``xxbos`` included."""
+        """fastai's token list for ``text``, ``xxbos`` included (SentencePiece: its pieces, ``▁xxbos`` first)."""
+        if self._sentencepiece():
+            return self.tokenize(text, add_special_tokens=True)
         body = fastai_tokenize(text)
         return [BOS, *body.split(" ")] if body else [BOS]
 
     def _prepare(self, text):
         if isinstance(text, str):
-            return fastai_tokenize(text)
+            return apply_rules(text) if self._sentencepiece() else fastai_tokenize(text)
         if isinstance(text, (list, tuple)):
             return [self._prepare(t) for t in text]
         return text
 
     def _encode_plus(self, text, text_pair=None, is_split_into_words: bool = False, **kwargs) -> BatchEncoding:
+        sp = self._sentencepiece()
+        if sp and is_split_into_words:
+            raise ValueError(
+                "is_split_into_words: a SentencePiece AwdLstmTokenizer takes text (look pieces up with "
+                "convert_tokens_to_ids)"
+            )
         plain = isinstance(text, str) or (isinstance(text, (list, tuple)) and all(isinstance(t, str) for t in text))
         if plain and text_pair is None and not is_split_into_words and not kwargs.get("sanitize_control_tokens"):
             return self._encode_texts(text, **kwargs)
         if not is_split_into_words:
             text, text_pair = self._prepare(text), self._prepare(text_pair)
-        return super()._encode_plus(text, text_pair, is_split_into_words=is_split_into_words, **kwargs)
+        if not sp:
+            return super()._encode_plus(text, text_pair, is_split_into_words=is_split_into_words, **kwargs)
+        # Pairs: the backend's own pipeline (fastai never pairs texts), then fastai's ids.
+        return_tensors, kwargs["split_special_tokens"] = kwargs.pop("return_tensors", None), True
+        out = super()._encode_plus(text, text_pair, **kwargs)
+        ids, encodings = out["input_ids"], out.encodings
+        if ids and isinstance(ids[0], list):
+            out["input_ids"] = [sp.fix(row, enc.tokens) for row, enc in zip(ids, encodings, strict=True)]
+        else:
+            out["input_ids"] = sp.fix(ids, encodings[0].tokens)
+        return BatchEncoding(dict(out), encodings, tensor_type=return_tensors)
 
     def _encode_texts(
         self,
@@ -609,7 +604,8 @@ class AwdLstmTokenizer(TokenizersBackend):
         self.set_truncation_and_padding(
             padding_strategy, truncation_strategy, max_length, stride, pad_to_multiple_of, padding_side
         )
-        split = self.split_special_tokens if split_special_tokens is None else split_special_tokens
+        sp = self._sentencepiece()  # SentencePiece: text is never matched against special tokens, as in fastai
+        split = True if sp else self.split_special_tokens if split_special_tokens is None else split_special_tokens
         backend = self.backend_tokenizer
         if backend.encode_special_tokens != split:  # as transformers' own encode does
             backend.encode_special_tokens = split
@@ -618,16 +614,30 @@ class AwdLstmTokenizer(TokenizersBackend):
             None,
         )
         extras = (return_overflowing_tokens, return_special_tokens_mask, return_offsets_mapping, return_length)
-        if plain and not any(extras) and not return_token_type_ids and isinstance(backend.model, models.WordLevel):
-            encoding = self._looked_up(texts, add_special_tokens, split, return_attention_mask)
+        if (
+            plain
+            and not any(extras)
+            and not return_token_type_ids
+            and (sp or isinstance(backend.model, models.WordLevel))
+        ):
+            if sp:
+                ids = sp.ids(backend, [apply_rules(t) for t in texts], add_special_tokens)
+                encoding = {"input_ids": ids}
+                if return_attention_mask is not False:
+                    encoding["attention_mask"] = [[1] * len(row) for row in ids]
+            else:
+                encoding = self._looked_up(texts, add_special_tokens, split, return_attention_mask)
             for ids in encoding["input_ids"]:
                 self._eventual_warn_about_too_long_sequence(ids, max_length, verbose)
             if isinstance(text, str) and return_tensors is None:
                 return BatchEncoding({key: value[0] for key, value in encoding.items()})
             return BatchEncoding(encoding, tensor_type=return_tensors)
         # Offsets (relative to the rule-processed text) cost as much as the lookup: only compute them on demand.
-        encode = backend.encode_batch if return_offsets_mapping else backend.encode_batch_fast
-        encodings = encode(list(map(fastai_tokenize, texts)), add_special_tokens=add_special_tokens)
+        if sp:  # with their tokens: unknown text is looked up
+            encodings = sp.encodings(backend, [apply_rules(t) for t in texts], add_special_tokens)
+        else:
+            encode = backend.encode_batch if return_offsets_mapping else backend.encode_batch_fast
+            encodings = encode(list(map(fastai_tokenize, texts)), add_special_tokens=add_special_tokens)
         rows = self._encoding_rows(
             encodings,
             return_token_type_ids=return_token_type_ids,
@@ -637,6 +647,8 @@ class AwdLstmTokenizer(TokenizersBackend):
             return_offsets_mapping=return_offsets_mapping,
             return_length=return_length,
         )
+        if sp:
+            self._fix_rows(rows)
         keys = rows[0][0] if rows else self.model_input_names
         data = {key: [v for row, _ in rows for v in row[key]] for key in keys}
         if return_overflowing_tokens:
@@ -670,6 +682,8 @@ class AwdLstmTokenizer(TokenizersBackend):
         """Readable text from tokens (see :func:`detokenize`)."""
         if isinstance(self.backend_tokenizer.model, models.Unigram):
             tokens = _pieces_to_words(tokens)
+            if self._sentencepiece():
+                tokens = [t for t in tokens if t]
         return detokenize(tokens)
 
     def _decode(self, token_ids, skip_special_tokens: bool = False, clean_up_tokenization_spaces=None, **kwargs):
