@@ -3,7 +3,7 @@
 hf-bpt3c convert-fastai WEIGHTS --vocab ITOS --out DIR [--target-vocab ITOS2] [--backwards]
                         [--bptt 72] [--max-len 1440] [--labels neg,pos | --labels @FILE] [--overwrite]
 hf-bpt3c fetch-fastai   {wt103-fwd,wt103-bwd} --out DIR [--base-url URL] [--archive PATH] [--cache-dir DIR]
-                        [--overwrite] [--bptt 72] [--max-len 1440]
+                        [--overwrite] [--bptt 72] [--max-len 1440] [--max-extract-bytes SIZE]
 hf-bpt3c export-onnx    MODEL_DIR --out DIR [--int8] [--opset 17]
 hf-bpt3c env            versions, CPU capability, whether bfloat16 is native here
 """
@@ -21,6 +21,7 @@ import transformers
 
 from . import __version__
 from .convert.from_fastai import FASTAI_BASE_URL_ENV, FASTAI_PRETRAINED, FastaiConversion, convert_fastai, fetch_fastai
+from .convert.safety import MAX_ARCHIVE_BYTES_ENV, ArchiveLimits, parse_size, terminate_cleanly
 from .models.awd_lstm.hardware import bf16_is_native, cpu_summary
 
 
@@ -35,6 +36,8 @@ def read_labels(value: str) -> list[str]:
             return [line.strip() for line in f if line.strip()]
     except OSError as err:
         raise ValueError(f"--labels file {path}: {err.strerror}") from None
+    except UnicodeDecodeError as err:
+        raise ValueError(f"--labels file {path} is not UTF-8 text (byte {err.start})") from None
 
 
 def _convert_fastai(args: argparse.Namespace) -> int:
@@ -63,11 +66,20 @@ def _fetch_fastai(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         bptt=args.bptt,
         max_len=args.max_len,
+        limits=_limits(args.max_extract_bytes),
     )
     how = "used the cached" if fetched.from_cache else "downloaded the" if fetched.url else "read the local"
     print(f"{how} archive {fetched.archive}" + (f" ({fetched.url})" if fetched.url else ""))
     _print_conversion(fetched.conversion)
     return 0
+
+
+def _limits(max_extract_bytes: str | None) -> ArchiveLimits | None:
+    """`--max-extract-bytes SIZE`: the most the archive may expand to, in all and per file."""
+    if max_extract_bytes is None:
+        return None
+    size = parse_size(max_extract_bytes, "--max-extract-bytes")
+    return ArchiveLimits(max_total_bytes=size, max_member_bytes=size)
 
 
 def _print_conversion(result: FastaiConversion) -> None:
@@ -163,6 +175,12 @@ def _add_fetch_parser(commands) -> None:
     fetch.add_argument("--bptt", type=int, default=72, help="BPT3C chunk length (default: 72)")
     fetch.add_argument("--max-len", type=int, default=1440, help="BPT3C kept window (default: 1440)")
     fetch.add_argument(
+        "--max-extract-bytes",
+        metavar="SIZE",
+        help=f"the most the archive may expand to, in all and per file, e.g. 4G (default: ${MAX_ARCHIVE_BYTES_ENV}, "
+        "else 2G in all and 1G per file)",
+    )
+    fetch.add_argument(
         "--overwrite",
         action="store_true",
         help="write into a non-empty --out folder (replaces the files the conversion writes, keeps the others)",
@@ -186,14 +204,21 @@ def _add_export_onnx_parser(commands) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run `hf-bpt3c` with `argv` (default: `sys.argv[1:]`); returns the exit status (2 on bad input)."""
+    """Run `hf-bpt3c` with `argv` (default: `sys.argv[1:]`); returns the exit status (2 on bad input, 1 when the
+    system refuses: permissions, a full disk). SIGTERM stops the command through its clean-up (temporary folders,
+    partial downloads and staging folders are removed), exit status 143."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.run(args)
+        with terminate_cleanly():
+            return args.run(args)
     except (ValueError, TypeError, FileNotFoundError, ImportError) as err:
         print(f"hf-bpt3c {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:
+        where = f" ({err.filename})" if getattr(err, "filename", None) else ""
+        print(f"hf-bpt3c {args.command}: error: {err.strerror or err}{where}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

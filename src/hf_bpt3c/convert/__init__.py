@@ -1,8 +1,18 @@
 """Bringing pretrained models in: fastai checkpoints and archives (`from_fastai`, over the checked downloads of
-`download`) and the vocabulary transfer of a pretrained language model to a new corpus (`transfer`)."""
+`download`, the checked readers of `safe_load` and the limits of `safety`) and the vocabulary transfer of a
+pretrained language model to a new corpus (`transfer`)."""
 
 from .from_fastai import *  # noqa: F403
 from .from_fastai import __all__ as _from_fastai_all
+from .safety import ArchiveLimits, LimitExceeded
 from .transfer import VocabularyTransfer, adapt_vocabulary, match_embeddings, vocabulary_of
 
-__all__ = [*_from_fastai_all, "VocabularyTransfer", "adapt_vocabulary", "match_embeddings", "vocabulary_of"]
+__all__ = [
+    *_from_fastai_all,
+    "ArchiveLimits",
+    "LimitExceeded",
+    "VocabularyTransfer",
+    "adapt_vocabulary",
+    "match_embeddings",
+    "vocabulary_of",
+]

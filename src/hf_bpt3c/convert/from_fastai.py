@@ -10,16 +10,15 @@ fastai key layouts:
 - 0.7: the raw recurrent weight under `0.rnns.{i}.module.weight_hh_l0_raw`, `encoder_with_dropout.embed.weight`
   as the alias, and no decoder bias.
 
-Everything is read safely: checkpoints with `torch.load(weights_only=True)`, vocabularies with an unpickler that
-builds nothing but lists, tuples, dicts, strings and ints.
+Everything is read safely (`hf_bpt3c.convert.safe_load`): checkpoints with `torch.load(weights_only=True)` and
+every shape checked before a model is built, vocabularies scanned opcode by opcode and built by an unpickler that
+builds nothing but lists, tuples, dicts, strings and ints; archives are extracted within `ArchiveLimits`.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import os
-import pickle
 import re
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
@@ -35,7 +34,9 @@ from ..models.awd_lstm.modeling_awd_lstm import AwdLstmForCausalLM, AwdLstmForSe
 from ..models.awd_lstm.saving import save_atomically
 from ..models.awd_lstm.tokenization_awd_lstm import AwdLstmTokenizer
 from .download import cached_download, check_url, extract_files, fastai_cache_dir
-from .transfer import append_mean_rows, match_embeddings, with_fastai_specials
+from .safe_load import check_weights, load_fastai_checkpoint, load_itos, vocab_arg
+from .safety import ArchiveLimits, LimitExceeded, terminate_cleanly
+from .transfer import append_mean_rows, last_id_wins, match_embeddings, with_fastai_specials
 
 logger = logging.getLogger(__name__)
 
@@ -48,18 +49,6 @@ _LAYER_NAMES = {
     "bias_hh_l0": "bias_hh",
 }
 _ENCODER_ALIASES = ("encoder_dp.emb.weight", "encoder_with_dropout.embed.weight")
-# Objects fastai stores next to the weights in `learn.save` files (optimizer state: fastcore's `L`, numpy
-# scalars, v1's `opt_func` partial). They are replaced by an inert stand-in; only the `model` entry is used.
-_OPTIMIZER_STATE_GLOBALS = (
-    "fastcore.foundation.L",
-    "numpy.core.multiarray.scalar",
-    "numpy._core.multiarray.scalar",
-    "numpy.dtype",
-    "functools.partial",
-    "torch.optim.adam.Adam",
-    "torch.optim.adamw.AdamW",
-    "torch.optim.sgd.SGD",
-)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -86,30 +75,43 @@ def _encoder_key(key: str) -> str | None:
     raise KeyError(f"unknown fastai encoder key {key!r}")
 
 
+def _hf_key(key: str) -> str | None:
+    """The hf key of one fastai key (None: dropped); `KeyError` for a key of no supported layout."""
+    head, _, rest = key.partition(".")
+    if head == "0":
+        return _encoder_key(rest.removeprefix("module."))
+    if rest == "decoder.bias":
+        return "decoder.bias"
+    if rest == "decoder.weight":
+        return None  # tied to the embedding
+    match = _HEAD_KEY.match(rest)
+    if not match:
+        raise KeyError(f"unknown fastai key {key!r}")
+    block, part, name = match.groups()
+    return f"classifier.blocks.{block}.{'batch_norm' if part == '0' else 'linear'}.{name}"
+
+
+def fastai_key_map(keys) -> dict[str, str]:
+    """hf key -> the fastai key it comes from, for the keys of a fastai state dict (dropped keys omitted).
+    `KeyError` for an unknown key, or for two keys that would both become the same hf key."""
+    origin: dict[str, str] = {}
+    for key in keys:
+        new_key = _hf_key(key)
+        if new_key is None:
+            continue
+        if new_key in origin:
+            raise KeyError(f"fastai keys {origin[new_key]!r} and {key!r} would both become {new_key!r}")
+        origin[new_key] = key
+    return origin
+
+
 def fastai_to_hf_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Rename a fastai LM or classifier state dict (v2, v1 or 0.7) to hf_bpt3c keys.
 
     LM keys become `awd_lstm.*` and `decoder.bias` (the tied `decoder.weight` is dropped); classifier head keys
     become `classifier.blocks.{k}.batch_norm.*` and `classifier.blocks.{k}.linear.weight`.
     """
-    converted = {}
-    for key, tensor in state_dict.items():
-        head, _, rest = key.partition(".")
-        if head == "0":
-            new_key = _encoder_key(rest.removeprefix("module."))
-        elif rest == "decoder.bias":
-            new_key = "decoder.bias"
-        elif rest == "decoder.weight":
-            new_key = None  # tied to the embedding
-        else:
-            match = _HEAD_KEY.match(rest)
-            if not match:
-                raise KeyError(f"unknown fastai key {key!r}")
-            block, part, name = match.groups()
-            new_key = f"classifier.blocks.{block}.{'batch_norm' if part == '0' else 'linear'}.{name}"
-        if new_key is not None:
-            converted[new_key] = tensor
-    return converted
+    return {new_key: state_dict[key] for new_key, key in fastai_key_map(state_dict).items()}
 
 
 def config_kwargs_from_fastai(state_dict: dict[str, torch.Tensor]) -> dict:
@@ -157,112 +159,6 @@ def checkpoint_layout(state_dict: dict[str, torch.Tensor]) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Safe loading
-# ----------------------------------------------------------------------------------------------------------------
-
-
-class _DiscardedObject:
-    """Inert stand-in for a non-tensor object of fastai's optimizer state: it never calls or keeps anything."""
-
-    def __new__(cls, *args, **kwargs):
-        return super().__new__(cls)
-
-    def __init__(self, *args, **kwargs):
-        pass
-
-    def __setstate__(self, state) -> None:
-        pass
-
-
-def _weights_only_reason(err: Exception) -> str:
-    """The reason in torch's long weights_only error message (e.g. 'unsupported GLOBAL posix.system ...')."""
-    text = str(err).split("Check the documentation")[0]
-    text = text.split("WeightsUnpickler error:")[-1] if "WeightsUnpickler error:" in text else text
-    return " ".join(text.split("trusted source.")[-1].split())
-
-
-def load_fastai_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a fastai `.pth`/`.h5` checkpoint with `torch.load(weights_only=True)`.
-
-    Accepts a bare state dict or fastai's `learn.save` dict `{'model': state_dict, 'opt': ...}` (the optimizer
-    state is discarded unread). Returns `{key: tensor}`; raises `ValueError` naming the file otherwise.
-    """
-    path = Path(path)
-    stand_ins = [(_DiscardedObject, name) for name in _OPTIMIZER_STATE_GLOBALS]
-    try:
-        with torch.serialization.safe_globals(stand_ins):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise ValueError(
-            f"WEIGHTS file {path} refused by torch.load(weights_only=True): {_weights_only_reason(err)}"
-        ) from None
-    except (RuntimeError, EOFError) as err:
-        raise ValueError(f"WEIGHTS file {path} is not a PyTorch checkpoint: {err}") from None
-    if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
-        obj = obj["model"]
-    if not isinstance(obj, dict) or not obj:
-        raise ValueError(f"WEIGHTS file {path} must hold a state dict or {{'model': state_dict, ...}}")
-    bad = [k for k, v in obj.items() if not (isinstance(k, str) and isinstance(v, torch.Tensor))]
-    if bad:
-        raise ValueError(f"WEIGHTS file {path}: entries {bad[:5]} are not named tensors")
-    return dict(obj)
-
-
-class _DataOnlyUnpickler(pickle.Unpickler):
-    """Unpickler that refuses every global: only built-in containers and scalars can be built."""
-
-    def find_class(self, module: str, name: str):
-        raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a vocabulary")
-
-    def persistent_load(self, pid):
-        raise pickle.UnpicklingError("persistent ids are not allowed in a vocabulary")
-
-
-def _only_str_int(obj) -> bool:
-    """True when `obj` is nested lists/tuples/dicts of str and int only."""
-    if isinstance(obj, (list, tuple)):
-        return all(_only_str_int(item) for item in obj)
-    if isinstance(obj, dict):
-        return all(_only_str_int(k) and _only_str_int(v) for k, v in obj.items())
-    return isinstance(obj, (str, int)) and not isinstance(obj, bool)
-
-
-def _itos_from(obj, source: str) -> list[str]:
-    """A token list from a loaded vocabulary: `itos` as list/tuple of str, or `stoi` as dict str -> id."""
-    if isinstance(obj, (list, tuple)) and obj and all(isinstance(t, str) for t in obj):
-        return list(obj)
-    if isinstance(obj, dict) and obj and all(isinstance(k, str) and isinstance(v, int) for k, v in obj.items()):
-        if sorted(obj.values()) == list(range(len(obj))):
-            return sorted(obj, key=obj.__getitem__)
-    raise ValueError(f"{source} must hold a non-empty list of token strings (fastai's itos) or a str->id dict")
-
-
-def load_itos(path: str | os.PathLike) -> list[str]:
-    """Read a pickled fastai vocabulary (`itos_wt103.pkl`, a language model's `dls.vocab`) without running code.
-
-    Only lists, tuples and dicts of str and int are accepted; any class or function reference in the pickle is
-    refused with a `ValueError` naming the file. Returns the tokens in id order.
-    """
-    path = Path(path)
-    try:
-        obj = _DataOnlyUnpickler(io.BytesIO(path.read_bytes())).load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError) as err:
-        raise ValueError(f"vocabulary file {path} refused: {err}") from None
-    if not _only_str_int(obj):
-        raise ValueError(f"vocabulary file {path} refused: it may only hold lists/dicts/tuples of str and int")
-    return _itos_from(obj, f"vocabulary file {path}")
-
-
-def _vocab_arg(vocab: str | os.PathLike | Sequence[str], name: str) -> list[str]:
-    """A vocabulary given as a pickle path or as a token list."""
-    if isinstance(vocab, (str, os.PathLike)):
-        return load_itos(vocab)
-    if isinstance(vocab, Sequence):
-        return _itos_from(list(vocab), name)
-    raise TypeError(f"{name} must be a path to a pickled itos or a list of tokens, got {type(vocab).__name__}")
-
-
-# ----------------------------------------------------------------------------------------------------------------
 # Conversion
 # ----------------------------------------------------------------------------------------------------------------
 
@@ -284,6 +180,19 @@ class FastaiConversion:
     notes: list[str] = field(default_factory=list)
 
 
+def _check_options(bptt, max_len, backwards, labels=None) -> None:
+    """The options of a conversion, checked before anything is read or downloaded (as `AwdLstmConfig` will)."""
+    for name, value in (("bptt", bptt), ("max_len", max_len)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} (--{name.replace('_', '-')}) must be an int >= 1, got {value!r}")
+    if max_len < bptt:
+        raise ValueError(f"max_len (--max-len) must be >= bptt (--bptt): got {max_len} < {bptt}")
+    if not isinstance(backwards, bool):
+        raise TypeError(f"backwards must be True or False, got {backwards!r}")
+    if labels is not None and (isinstance(labels, str) or not isinstance(labels, Sequence)):
+        raise TypeError(f"labels must be a list of class names, got {type(labels).__name__}")
+
+
 def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"--out {out_dir} exists and is not a folder")
@@ -292,15 +201,22 @@ def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
 
 
 def _hf_weights(state_dict: dict[str, torch.Tensor], kind: str, weights: Path) -> dict[str, torch.Tensor]:
-    """hf keys for any kind; an encoder dict is mapped as if it were the `0.` part of an LM."""
+    """hf keys for any kind (an encoder dict is mapped as if it were the `0.` part of an LM), every shape checked
+    (`safe_load.check_weights`): `ValueError` naming the file and the checkpoint's key."""
     prefixed = {f"0.{k}": v for k, v in state_dict.items()} if kind == "encoder" else state_dict
     try:
-        return fastai_to_hf_state_dict(prefixed)
+        origin = fastai_key_map(prefixed)
     except KeyError as err:
         raise ValueError(
             f"WEIGHTS file {weights}: {err.args[0]}; supported are fastai v2/v1/0.7 AWD-LSTM language models and "
             "encoders and fastai v2 classifiers"
         ) from None
+    hf = {new_key: prefixed[key] for new_key, key in origin.items()}
+    if kind == "encoder":
+        origin = {new_key: key.removeprefix("0.") for new_key, key in origin.items()}
+    prefix = "" if kind == "encoder" else "0.module." if any(k.startswith("0.module.") for k in state_dict) else "0."
+    check_weights(hf, origin, weights, prefix)
+    return hf
 
 
 def _build_config(hf: dict[str, torch.Tensor], kind: str, tokenizer: AwdLstmTokenizer, **options) -> AwdLstmConfig:
@@ -336,9 +252,14 @@ def _build_model(config: AwdLstmConfig, hf: dict[str, torch.Tensor], kind: str):
     model = _MODEL_CLASSES[kind](config)
     if kind == "encoder":
         hf = {k.removeprefix("awd_lstm."): v for k, v in hf.items()}
-    missing, unexpected = model.load_state_dict(hf, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(hf, strict=False)
+    except RuntimeError as err:  # shapes are checked before (check_weights); this is a last line of defence
+        raise ValueError(f"converted weights do not fit {type(model).__name__}: {str(err)[:500]}") from None
     if unexpected or set(missing) - {"decoder.weight"}:
-        raise ValueError(f"converted weights do not fit {type(model).__name__}: missing {missing}, extra {unexpected}")
+        raise ValueError(
+            f"converted weights do not fit {type(model).__name__}: missing {missing[:10]}, extra {unexpected[:10]}"
+        )
     if kind == "language_model":
         model.tie_weights()
     return model.eval()
@@ -374,7 +295,8 @@ def convert_fastai(
         weights: `.pth`/`.h5` file: a state dict or `{'model': state_dict, 'opt': ...}` of a fastai v2/v1/0.7
             language model, an encoder (`save_encoder`, 0.7 `*_enc.h5`) or a fastai v2 classifier.
         vocab: the checkpoint's vocabulary: a pickled itos list, or the list itself. fastai 0.7 special tokens
-            are renamed to their v2 names; v2 special tokens it lacks are appended (mean embedding row).
+            are renamed to their v2 names; v2 special tokens it lacks are appended (mean embedding row). A token
+            listed twice maps to its last id, as in fastai (`transfer.last_id_wins`).
         out_dir: the folder to write; refused if it is not empty, unless `overwrite`.
         target_vocab: map the embedding (and decoder bias) onto this vocabulary by token string, like fastai's
             `match_embeds`: new tokens get the mean row and the mean bias.
@@ -389,18 +311,20 @@ def convert_fastai(
             `LABEL_0`, `LABEL_1`, ...). `ValueError` when the count is not the head's, for another kind of
             checkpoint, or for repeated or empty names.
 
-    Sizes (vocabulary, embedding, hidden size, layers, head) come from the checkpoint. The result loads with
+    Sizes (vocabulary, embedding, hidden size, layers, head) come from the checkpoint; every shape is checked
+    before a model is built (`safe_load.check_weights`: `ValueError` naming the checkpoint's key). The result loads with
     `AutoModelForCausalLM` (LM, encoder), `AutoModelForSequenceClassification` (classifier, encoder) or
     `AutoModel`, and `AutoTokenizer`.
     """
     weights, out_dir = Path(weights), Path(out_dir)
+    _check_options(bptt, max_len, backwards, labels)
     _check_out_dir(out_dir, overwrite)
     state_dict = load_fastai_checkpoint(weights)
     try:
         kind, layout = checkpoint_kind(state_dict), checkpoint_layout(state_dict)
     except ValueError as err:
         raise ValueError(f"WEIGHTS file {weights}: {err}") from None
-    itos = _vocab_arg(vocab, "vocab")
+    itos = vocab_arg(vocab, "vocab")
     hf = _hf_weights(state_dict, kind, weights)
     n_rows = hf["awd_lstm.embeddings.weight"].shape[0]
     if n_rows != len(itos):
@@ -414,14 +338,19 @@ def convert_fastai(
     if len(itos) > n_rows:
         hf = append_mean_rows(hf, len(itos) - n_rows)
     if target_vocab is not None:
-        new_itos = with_fastai_specials(_vocab_arg(target_vocab, "target_vocab"))[0]
+        new_itos = with_fastai_specials(vocab_arg(target_vocab, "target_vocab"))[0]
         hf = match_embeddings(hf, itos, new_itos)
         old_tokens = set(itos)
         found = sum(tok in old_tokens for tok in new_itos)
         notes.append(f"target vocabulary: {found}/{len(new_itos)} tokens found, the others got the mean row and bias")
         itos = new_itos
-    tokenizer = AwdLstmTokenizer.from_fastai_vocab(itos)
-    config = _build_config(hf, kind, tokenizer, backwards=backwards, bptt=bptt, max_len=max_len)
+    names, duplicate_notes = last_id_wins(itos)
+    notes += duplicate_notes
+    tokenizer = AwdLstmTokenizer.from_fastai_vocab(names)
+    try:
+        config = _build_config(hf, kind, tokenizer, backwards=backwards, bptt=bptt, max_len=max_len)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"WEIGHTS file {weights}: its sizes do not make a valid AWD-LSTM: {err}") from None
     if labels is not None:
         names = _check_labels(labels, kind, config.num_labels if kind == "classifier" else None)
         config.id2label = dict(enumerate(names))
@@ -524,12 +453,19 @@ def _local_archive(archive: str | os.PathLike) -> Path:
     return path
 
 
-def _extract_checkpoint(archive: Path, dest: Path, origin: str) -> dict[str, Path]:
-    """The archive's `.pth` and `.pkl`, extracted safely into `dest`. `origin` is "download", "cache" or "local":
-    a just-downloaded archive that is refused is removed from the cache; for a cached one the message says how to
-    download it again."""
+def _extract_checkpoint(archive: Path, dest: Path, origin: str, limits: ArchiveLimits | None) -> dict[str, Path]:
+    """The archive's `.pth` and `.pkl`, extracted safely into `dest` within `limits`. `origin` is "download", "cache"
+    or "local": a just-downloaded archive that is refused is removed from the cache (unless only a size limit was
+    exceeded: then it is kept, for a rerun with a higher limit); for a cached one the message says how to download
+    it again."""
     try:
-        return extract_files(archive, dest, (".pth", ".pkl"))
+        return extract_files(archive, dest, (".pth", ".pkl"), limits=limits)
+    except LimitExceeded as err:
+        if origin == "download":
+            raise LimitExceeded(f"{err} (the downloaded file is kept in the cache: {archive})") from None
+        if origin == "cache":
+            raise LimitExceeded(f"{err} (this is the cached copy: delete it to download it again)") from None
+        raise
     except ValueError as err:
         if origin == "download":
             archive.unlink(missing_ok=True)
@@ -582,6 +518,7 @@ def fetch_fastai(
     overwrite: bool = False,
     bptt: int = 72,
     max_len: int = 1440,
+    limits: ArchiveLimits | None = None,
 ) -> FastaiFetch:
     """Download fastai's pretrained WikiText-103 AWD-LSTM and convert it into a Hub-ready folder.
 
@@ -594,38 +531,48 @@ def fetch_fastai(
         cache_dir: where downloaded archives are kept (default `<HF_HOME>/hf_bpt3c/fastai`). An archive already
             there is used without any request; a download is renamed into place only once complete.
         overwrite, bptt, max_len: as in `convert_fastai`.
+        limits: how large the archive may expand (`ArchiveLimits`: total, per member, member count, compression
+            ratio); default: the environment variables of `hf_bpt3c.convert.safety`, else 2 GiB, 1 GiB, 256, 100x.
 
     The archive must be a gzip tar holding exactly one `.pth` and one `.pkl` (in at most one folder); members
-    with absolute paths, `..`, links or devices are refused before anything is extracted. The checkpoint is read
-    with `torch.load(weights_only=True)` and the vocabulary with a data-only unpickler. Download failures raise
+    with absolute paths, `..`, links, devices or sparse data, and archives beyond `limits`, are refused before
+    anything is extracted (the limits also hold while extracting). The checkpoint is read with
+    `torch.load(weights_only=True)` and the vocabulary with a data-only unpickler. Download failures raise
     `hf_bpt3c.convert.download.DownloadError` (a `ValueError` and `OSError`) naming the URL; bad archives `ValueError`.
+    The temporary extraction folder is removed on every exit, SIGTERM included.
     """
     spec = _fastai_pretrained(name)
     out_dir = Path(out_dir)
+    _check_options(bptt, max_len, spec.backwards)
+    limits = (limits or ArchiveLimits()).resolved()
     _check_out_dir(out_dir, overwrite)
-    if archive is not None:
-        if base_url is not None:
-            raise ValueError("pass either archive (a local copy) or base_url (a mirror to download from), not both")
-        path, url, origin = _local_archive(archive), None, "local"
-    else:
-        url = _fastai_base_url(base_url) + spec.filename
-        path = Path(cache_dir if cache_dir is not None else fastai_cache_dir()) / spec.filename
-        origin = "cache" if cached_download(url, path, hint=_offline_hint(spec)) else "download"
-    with tempfile.TemporaryDirectory(prefix="hf_bpt3c-fastai-") as tmp:
-        files = _extract_checkpoint(path, Path(tmp), origin)
-        try:
-            conversion = convert_fastai(
-                files[".pth"],
-                files[".pkl"],
-                out_dir,
-                backwards=spec.backwards,
-                bptt=bptt,
-                max_len=max_len,
-                overwrite=overwrite,
-                card_info=lambda result: _fastai_card_info(name, spec, url == spec.url, result),
-            )
-        except ValueError as err:
-            raise ValueError(f"{err} (extracted from ARCHIVE {path})") from None
+    with terminate_cleanly():
+        if archive is not None:
+            if base_url is not None:
+                raise ValueError("pass either archive (a local copy) or base_url (a mirror to download from), not both")
+            path, url, origin = _local_archive(archive), None, "local"
+        else:
+            url = _fastai_base_url(base_url) + spec.filename
+            folder = Path(cache_dir) if cache_dir is not None else fastai_cache_dir()
+            if folder.exists() and not folder.is_dir():
+                raise ValueError(f"cache_dir (--cache-dir) {folder} is a file, not a folder")
+            path = folder / spec.filename
+            origin = "cache" if cached_download(url, path, hint=_offline_hint(spec)) else "download"
+        with tempfile.TemporaryDirectory(prefix="hf_bpt3c-fastai-") as tmp:
+            files = _extract_checkpoint(path, Path(tmp), origin, limits)
+            try:
+                conversion = convert_fastai(
+                    files[".pth"],
+                    files[".pkl"],
+                    out_dir,
+                    backwards=spec.backwards,
+                    bptt=bptt,
+                    max_len=max_len,
+                    overwrite=overwrite,
+                    card_info=lambda result: _fastai_card_info(name, spec, url == spec.url, result),
+                )
+            except ValueError as err:
+                raise ValueError(f"{err} (extracted from ARCHIVE {path})") from None
     return FastaiFetch(conversion=conversion, archive=path, from_cache=origin == "cache", url=url)
 
 

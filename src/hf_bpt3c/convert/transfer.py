@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from ..models.awd_lstm.modeling_awd_lstm import AwdLstmForCausalLM, AwdLstmForSequenceClassification, AwdLstmModel
-from ..models.awd_lstm.tokenization_awd_lstm import SPECIAL_TOKENS, AwdLstmTokenizer
+from ..models.awd_lstm.tokenization_awd_lstm import FAKE, SPECIAL_TOKENS, AwdLstmTokenizer
 
 _AwdLstm = AwdLstmModel | AwdLstmForCausalLM | AwdLstmForSequenceClassification
 
@@ -68,6 +68,31 @@ def with_fastai_specials(itos: list[str]) -> tuple[list[str], list[str]]:
     if missing:
         notes.append(f"appended special tokens {missing} (ids {len(renamed)}..) with the mean embedding row")
     return renamed + missing, notes
+
+
+def last_id_wins(itos: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Token names for a tokenizer that looks a token listed several times up at its **last** id, as fastai does
+    with a given vocabulary (`{v: k for k, v in enumerate(vocab)}`: v1's `Vocab`, v2's `Numericalize(vocab=...)`,
+    0.7): each earlier occurrence is renamed `"<token> <k>"` (a name with a space, which no text produces), so the
+    ids and the weights stay as they are. Returns the names and one note per repeated token (fastai's `xxfake`
+    padding, repeated by design, gets none)."""
+    last = {token: i for i, token in enumerate(itos)}
+    names, taken, repeated = list(itos), set(itos), {}
+    for i, token in enumerate(itos):
+        if last[token] != i:
+            k = 1
+            while f"{token} {k}" in taken:
+                k += 1
+            names[i] = f"{token} {k}"
+            taken.add(names[i])
+            repeated.setdefault(token, []).append(i)
+    notes = [
+        f"token {token!r} is listed at ids {[*ids, last[token]][:10]}: text maps to id {last[token]} as in fastai; "
+        f"the earlier ids are named {token + ' 1'!r}, ..."
+        for token, ids in repeated.items()
+        if token != FAKE
+    ]
+    return names, notes[:20] + ([f"... and {len(notes) - 20} more repeated tokens"] if len(notes) > 20 else [])
 
 
 def append_mean_rows(state_dict: dict[str, torch.Tensor], n: int) -> dict[str, torch.Tensor]:

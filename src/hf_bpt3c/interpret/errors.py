@@ -73,8 +73,16 @@ class DocumentPredictions:
         labels: one per text, class ids or class names (`model.config.id2label`)."""
         if not isinstance(model, AwdLstmForSequenceClassification):
             raise TypeError(f"model must be an AwdLstmForSequenceClassification, got {type(model).__name__}")
-        if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
-            raise TypeError("texts must be a list of str")
+        if isinstance(texts, str) or not isinstance(texts, Sequence):
+            raise TypeError(f"texts must be a list of str, got {type(texts).__name__}")
+        for index, text in enumerate(texts):
+            if not isinstance(text, str):
+                found = "None (a row without text?)" if text is None else f"a {type(text).__name__}"
+                raise TypeError(f"texts must be a list of str: texts[{index}] is {found}")
+        if not texts:
+            raise ValueError("texts is empty: there is no document to predict")
+        if isinstance(labels, str) or not isinstance(labels, Sequence):
+            raise TypeError(f"labels must be a list of class ids or names, got {type(labels).__name__}")
         if len(labels) != len(texts):
             raise ValueError(f"labels must have one entry per text: {len(texts)} texts, {len(labels)} labels")
         names = _label_names_of(model)
@@ -204,7 +212,16 @@ def _label_ids(labels, label_names: list[str] | None, num_labels: int) -> torch.
             else:
                 raise ValueError(f"labels[{i}] = {label!r} is not a class name of the model ({label_names})")
         else:
-            ids.append(int(label))
+            try:
+                value = int(label)
+                integral = value == label
+            except (TypeError, ValueError, RuntimeError):
+                integral = False
+            if not integral:
+                raise ValueError(
+                    f"labels[{i}] = {label!r} is not a class id or a class name of the model ({label_names})"
+                )
+            ids.append(value)
     tensor = torch.tensor(ids, dtype=torch.long)
     if tensor.numel() and (tensor.min() < 0 or tensor.max() >= num_labels):
         raise ValueError(f"labels must be class ids in [0, {num_labels}) or class names, got {sorted(set(ids))}")

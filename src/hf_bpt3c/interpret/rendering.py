@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html as html_lib
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,9 +136,17 @@ def _colour(score: float, scale: float) -> str:
     return f"rgba({rgb},{alpha:.3f})"
 
 
+# Bidirectional controls (they reorder how the text around them is displayed, so a page could show a document
+# other than the one the model read) and unpaired surrogates (not valid Unicode: the page could not be written as
+# UTF-8). Both are shown as visible `[U+XXXX]` marks instead.
+_HIDDEN_CHARACTERS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
 def escape(text) -> str:
-    """`str(text)` with `&`, `<`, `>` and both quotes HTML-escaped."""
-    return html_lib.escape(str(text), quote=True)
+    """`str(text)` with `&`, `<`, `>` and both quotes HTML-escaped, and bidirectional controls (U+202E, U+2066, ...)
+    and unpaired surrogates replaced by a visible `[U+XXXX]`."""
+    shown = _HIDDEN_CHARACTERS.sub(lambda match: f"[U+{ord(match.group()):04X}]", str(text))
+    return html_lib.escape(shown, quote=True)
 
 
 def html(
@@ -175,6 +184,7 @@ def html(
     Returns the page as a string.
     """
     tokens, values = _tokens_and_scores(tokens_or_text, scores)
+    _check_page_options(probability, kept_span, strip_min_chunks, max_strip_cells)
     starts = _chunk_starts(chunk_starts, len(tokens))
     pieces = _pieces(tokens)
     piece_scores = [sum(values[p.start : p.end]) for p in pieces]
@@ -212,6 +222,24 @@ def html(
     if path is not None:
         Path(path).write_text(page, encoding="utf-8")
     return page
+
+
+def _check_page_options(probability, kept_span, strip_min_chunks, max_strip_cells) -> None:
+    """`ValueError`/`TypeError` naming the argument of `html` that is not of the documented form."""
+    for name, value, low in (("strip_min_chunks", strip_min_chunks, 0), ("max_strip_cells", max_strip_cells, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    if probability is not None and (
+        isinstance(probability, bool) or not isinstance(probability, (int, float, np.floating, torch.Tensor))
+    ):
+        raise TypeError(f"probability must be a number, got {type(probability).__name__}")
+    if kept_span is not None:
+        try:
+            start, end = (int(v) for v in kept_span)
+        except (TypeError, ValueError):
+            raise TypeError(f"kept_span must be a (start, end) pair of ints, got {kept_span!r}") from None
+        if not 0 <= start <= end:
+            raise ValueError(f"kept_span must satisfy 0 <= start <= end, got {kept_span!r}")
 
 
 def _chunk_starts(chunk_starts, n_tokens: int) -> list[int]:

@@ -12,6 +12,15 @@ loop stays in Python:
 - `config.json`, the tokenizer files when the model folder has a tokenizer, and `onnx_export.json` (the manifest:
   which files, opset, int8) that marks the folder as an export, which a later export may replace.
 
+`--out` may be new, empty, or a previous export: a folder whose every entry is a regular file listed in its manifest
+and named as an export's files are (`*.onnx`, `config.json`, tokenizer files, the core's modules shipped as remote
+code); anything else (a user's file, a subfolder, a link) is refused and nothing is touched, whatever the manifest
+says. An existing folder is updated file by file (it may be a mount point, which cannot be renamed), through a
+hidden staging folder inside it that is removed on every exit, SIGTERM included. The opset is checked up front
+(`supported_opsets()`: 7, the first with the LSTM that ONNX Runtime runs, to the newest torch's exporter writes)
+and every graph written is loaded back (with ONNX Runtime, or ONNX's checker without it) before the export
+replaces anything.
+
 `OnnxClassifier` is `AwdLstmForSequenceClassification.forward` in inference with the graphs for the arithmetic: it
 validates and left-justifies the documents with the model's own functions, plans the chunks with
 `bpt3c_plan.plan_chunks` and reads them with the model's loop, `bpt3c_plan.run_plan`, whose step runs
@@ -29,6 +38,7 @@ import importlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import warnings
@@ -38,6 +48,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..convert.safety import terminate_cleanly
+from ..models.awd_lstm import modeling_awd_lstm
 from ..models.awd_lstm.bpt3c_plan import ConcatPool, plan_chunks, run_plan, shift_right
 from ..models.awd_lstm.configuration_awd_lstm import AwdLstmConfig
 from ..models.awd_lstm.modeling_awd_lstm import AwdLstmForSequenceClassification, justified_documents
@@ -45,6 +57,39 @@ from ..models.awd_lstm.modeling_awd_lstm import AwdLstmForSequenceClassification
 MANIFEST = "onnx_export.json"
 STEP_FILE, HEAD_FILE = "chunk_step.onnx", "head.onnx"
 DEFAULT_OPSET = 17
+MIN_OPSET = 7  # ONNX Runtime's oldest supported opset, and the LSTM-7 it runs (opsets 5-6 export unloadable graphs)
+STAGING_PREFIX = ".onnx-export-"
+# The names an export writes: graphs, config, manifest, the files of a tokenizer's save_pretrained, and the core's
+# modules that config.json and the tokenizer ship as remote code (`CORE_MODULES`).
+CORE_MODULES = frozenset(
+    path.name for path in Path(modeling_awd_lstm.__file__).parent.glob("*.py") if path.name != "__init__.py"
+)
+EXPORT_FILE = re.compile(
+    r"^(?:[\w.-]+\.onnx|config\.json|onnx_export\.json|tokenizer[\w.-]*\.json|special_tokens_map\.json|"
+    r"added_tokens\.json|chat_template\.jinja|vocab\.(?:json|txt)|merges\.txt|[\w.-]+\.model)$"
+)
+
+
+def supported_opsets() -> range:
+    """The opsets `export_onnx` accepts: `MIN_OPSET` to the newest torch's TorchScript exporter writes."""
+    try:
+        from torch.onnx import _constants
+
+        newest = int(_constants.ONNX_MAX_OPSET)
+    except (ImportError, AttributeError, TypeError, ValueError):
+        newest = 20
+    return range(MIN_OPSET, newest + 1)
+
+
+def check_opset(opset) -> int:
+    """`opset` if it is an int in `supported_opsets()`; `ValueError` naming the range otherwise."""
+    opsets = supported_opsets()
+    if isinstance(opset, bool) or not isinstance(opset, int) or opset not in opsets:
+        raise ValueError(
+            f"opset (--opset) must be an int from {opsets.start} to {opsets.stop - 1} (the ONNX LSTM that ONNX Runtime "
+            f"runs, up to the newest torch's exporter writes; default {DEFAULT_OPSET}), got {opset!r}"
+        )
+    return opset
 
 
 def _require(module: str):
@@ -91,41 +136,164 @@ def export_onnx(
 ) -> Path:
     """Export a BPT3C classifier (a model, or a `save_pretrained` folder) into `out_dir`; returns its path.
 
-    Writes the files listed in the module docstring into a staging folder next to `out_dir`, then moves it into
-    place. `out_dir` must be new, empty or a previous export (anything else is refused with a ValueError).
+    Writes the files listed in the module docstring into a staging folder, loads every graph back, then moves them
+    into place. `out_dir` must be new, empty or a previous export (anything else is refused with a ValueError, and
+    nothing is written); opset: an int in `supported_opsets()` (7 to 23 with torch 2.13).
     tokenizer: saved with the graphs (default: the folder's tokenizer, if it has one).
     """
     out_dir = Path(out_dir)
-    _check_out_dir(out_dir)
+    opset = check_opset(opset)
+    if not isinstance(int8, bool):
+        raise TypeError(f"int8 must be True or False, got {int8!r}")
+    previous = _previous_export(out_dir)
     _require("onnx")
     if int8:
         _require("onnxruntime")
     model, tokenizer = _load_for_export(model_or_dir, tokenizer)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.exporting-", dir=out_dir.parent))
-    try:
-        files = _write_export(model, tokenizer, staging, int8, opset)
-        manifest = {"format": 1, "opset": opset, "int8": int8, "files": sorted([*files, MANIFEST])}
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        _replace_dir(staging, out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with terminate_cleanly():
+        if previous is None:
+            out_dir.parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.exporting-", dir=out_dir.parent))
+        else:
+            staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out_dir))
+        try:
+            files = _write_export(model, tokenizer, staging, int8, opset)
+            _check_graphs_load(staging, files, opset)
+            manifest = {"format": 1, "opset": opset, "int8": int8, "files": sorted([*files, MANIFEST])}
+            (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+            if previous is None:
+                os.replace(staging, out_dir)
+            else:
+                _update_files(staging, out_dir, manifest["files"], previous)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return out_dir
 
 
-def _check_out_dir(out_dir: Path) -> None:
-    if out_dir.exists() and not out_dir.is_dir():
+def read_manifest(folder: Path) -> dict:
+    """The export's `onnx_export.json`: format 1, an int opset, a bool int8 and a list of plain file names;
+    `ValueError` naming the file for anything else (a hand-edited or forged manifest)."""
+    path = folder / MANIFEST
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path} is not a readable export manifest: {err}") from None
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if (
+        not isinstance(manifest, dict)
+        or manifest.get("format") != 1
+        or not isinstance(manifest.get("int8"), bool)
+        or isinstance(manifest.get("opset"), bool)
+        or not isinstance(manifest.get("opset"), int)
+        or not isinstance(files, list)
+        or not all(isinstance(f, str) and f and "/" not in f and "\\" not in f and f not in (".", "..") for f in files)
+    ):
+        raise ValueError(
+            f"{path} is not an export manifest of hf_bpt3c (format 1: opset, int8 and the list of the export's files)"
+        )
+    return manifest
+
+
+def _previous_export(out_dir: Path) -> list[str] | None:
+    """None when `out_dir` does not exist yet; else the files of the export it holds (empty for an empty folder).
+    Refuses (`ValueError`, nothing touched) a file in place of the folder and a folder that is not an export: any
+    entry that is not a regular file listed in its manifest and named as an export file (`EXPORT_FILE`). A staging
+    folder left by a killed export (`STAGING_PREFIX`, export files only) is removed."""
+    if not out_dir.exists() and not out_dir.is_symlink():
+        return None
+    if not out_dir.is_dir():
         raise ValueError(f"out_dir (--out) {out_dir} is a file, not a folder")
-    if not out_dir.is_dir() or not any(out_dir.iterdir()):
-        return
-    manifest = out_dir / MANIFEST
-    listed = set(json.loads(manifest.read_text(encoding="utf-8"))["files"]) if manifest.is_file() else set()
-    others = sorted(path.name for path in out_dir.iterdir() if path.name not in listed)
+    entries = sorted(out_dir.iterdir())
+    stale = [e for e in entries if e.name.startswith(STAGING_PREFIX) and _only_export_files(e)]
+    entries = [e for e in entries if e not in stale]
+    if not entries:
+        _remove(stale)
+        return []
+    listed = set(read_manifest(out_dir)["files"]) if (out_dir / MANIFEST).is_file() else set()
+    others = [
+        e.name + ("/" if e.is_dir() and not e.is_symlink() else "")
+        for e in entries
+        if e.is_symlink() or not e.is_file() or e.name not in listed or not is_export_file(e.name)
+    ]
     if not listed or others:
         raise ValueError(
-            f"out_dir (--out) {out_dir} is not empty and not a previous ONNX export (it holds {others[:5]}); "
-            "choose a new or empty folder"
+            f"out_dir (--out) {out_dir} is not empty and not a previous ONNX export (it holds {others[:5] or 'no '}"
+            f"{'' if others else MANIFEST}); choose a new or empty folder"
         )
+    _remove(stale)
+    return [e.name for e in entries]
+
+
+def is_export_file(name: str) -> bool:
+    """Whether `name` is one an export writes (`EXPORT_FILE` or a core module): the only names a previous export
+    may hold."""
+    return bool(EXPORT_FILE.match(name)) or name in CORE_MODULES
+
+
+def _only_export_files(folder: Path) -> bool:
+    return (
+        folder.is_dir()
+        and not folder.is_symlink()
+        and all(e.is_file() and not e.is_symlink() and is_export_file(e.name) for e in folder.iterdir())
+    )
+
+
+def _remove(folders: list[Path]) -> None:
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _write_json_atomically(path: Path, data: dict) -> None:
+    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as f:
+            f.write(json.dumps(data, indent=2) + "\n")
+        os.replace(temp, path)
+    finally:
+        if os.path.exists(temp):
+            os.unlink(temp)
+
+
+def _update_files(staging: Path, out_dir: Path, files: list[str], previous: list[str]) -> None:
+    """Move the export's `files` from `staging` (inside `out_dir`) into `out_dir` one by one (renames within the
+    folder: `out_dir` itself is never renamed, so it may be a mount point), then remove the files of the previous
+    export that the new one does not have. The manifest is written first listing both sets and last listing the
+    new one, so that an export killed at any point leaves a folder the next export accepts."""
+    manifest = json.loads((staging / MANIFEST).read_text(encoding="utf-8"))
+    _write_json_atomically(out_dir / MANIFEST, {**manifest, "files": sorted(set(files) | set(previous))})
+    for name in files:
+        if name != MANIFEST:
+            os.replace(staging / name, out_dir / name)
+    for name in sorted(set(previous) - set(files)):
+        (out_dir / name).unlink(missing_ok=True)
+    os.replace(staging / MANIFEST, out_dir / MANIFEST)
+
+
+def _check_graphs_load(folder: Path, files: list[str], opset: int) -> None:
+    """Load every `.onnx` file of `folder` back (with ONNX Runtime; ONNX's checker when ONNX Runtime is not
+    installed): `ValueError` naming the graph and the opset when one would not run."""
+    import onnx
+
+    try:
+        ort = importlib.import_module("onnxruntime")
+    except ImportError:
+        ort = None
+    for name in files:
+        if not name.endswith(".onnx"):
+            continue
+        try:
+            if ort is None:
+                onnx.checker.check_model(str(folder / name))
+            else:  # what OnnxClassifier does (the checker is stricter than ONNX Runtime with old opsets' int8 graphs)
+                options = ort.SessionOptions()
+                options.log_severity_level = 3
+                ort.InferenceSession(str(folder / name), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnx and onnxruntime raise their own exception types
+            reason = " ".join(str(err).split())[:300]
+            raise ValueError(
+                f"the exported {name} (opset {opset}) does not load: {reason}; export with another --opset "
+                f"(default {DEFAULT_OPSET})"
+            ) from None
 
 
 def _load_for_export(model_or_dir, tokenizer) -> tuple[AwdLstmForSequenceClassification, object]:
@@ -136,6 +304,13 @@ def _load_for_export(model_or_dir, tokenizer) -> tuple[AwdLstmForSequenceClassif
         folder = Path(model_or_dir)
         if not (folder / "config.json").is_file():
             raise FileNotFoundError(f"model_or_dir (MODEL_DIR) {folder} has no config.json")
+        names = _weight_names(folder)
+        if names is not None and not any(name.startswith("classifier.") for name in names):
+            raise ValueError(
+                f"model_or_dir (MODEL_DIR) {folder} holds no classifier head (no classifier.* weights): it is a "
+                "language model or an encoder. Fine-tune a classifier on it first (examples/run_classification.py); "
+                "only a classifier is exported"
+            )
         model = AwdLstmForSequenceClassification.from_pretrained(folder, dtype=torch.float32)
         if tokenizer is None and any((folder / f).is_file() for f in ("tokenizer_config.json", "tokenizer.json")):
             from transformers import AutoTokenizer
@@ -148,6 +323,25 @@ def _load_for_export(model_or_dir, tokenizer) -> tuple[AwdLstmForSequenceClassif
         )
     model.config.compute_dtype = "float32"
     return model.float().eval(), tokenizer
+
+
+def _weight_names(folder: Path) -> set[str] | None:
+    """The tensor names of a folder's safetensors weights (one file or an index of shards), read without loading
+    them; None when the folder has neither (older formats are not inspected)."""
+    index, single = folder / "model.safetensors.index.json", folder / "model.safetensors"
+    try:
+        if index.is_file():
+            return set(json.loads(index.read_text(encoding="utf-8"))["weight_map"])
+        if single.is_file():
+            from safetensors import safe_open
+
+            with safe_open(str(single), framework="pt") as weights:
+                return set(weights.keys())
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"model_or_dir (MODEL_DIR) {folder}: its weights cannot be read: {err}") from None
+    except Exception as err:  # safetensors' own error type
+        raise ValueError(f"model_or_dir (MODEL_DIR) {folder}: its weights file is damaged: {err}") from None
+    return None
 
 
 def _write_export(model, tokenizer, folder: Path, int8: bool, opset: int) -> list[str]:
@@ -209,17 +403,6 @@ def _quiet():
         logging.disable(previous)
 
 
-def _replace_dir(staging: Path, out_dir: Path) -> None:
-    """Move `staging` to `out_dir`, replacing an empty folder or a previous export (renames only)."""
-    old = None
-    if out_dir.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-        os.replace(out_dir, old / "export")
-    os.replace(staging, out_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Runner
 # ----------------------------------------------------------------------------------------------------------------
@@ -238,9 +421,13 @@ class OnnxClassifier:
         manifest_path = self.folder / MANIFEST
         if not manifest_path.is_file():
             raise FileNotFoundError(f"folder {self.folder} is not an ONNX export of hf_bpt3c (no {MANIFEST})")
-        if int8 and not json.loads(manifest_path.read_text(encoding="utf-8"))["int8"]:
+        if int8 and not read_manifest(self.folder)["int8"]:
             raise ValueError(f"int8=True but {self.folder} was exported without int8 (export_onnx(..., int8=True))")
         self.config = AwdLstmConfig.from_pretrained(self.folder)
+        for file in (STEP_FILE, HEAD_FILE):
+            path = self.folder / (int8_name(file) if int8 else file)
+            if not path.is_file():
+                raise FileNotFoundError(f"the export {self.folder} lacks {path.name}: export it again")
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if intra_op_num_threads is not None:
@@ -249,11 +436,38 @@ class OnnxClassifier:
 
         def session(file: str):
             path = self.folder / (int8_name(file) if int8 else file)
-            return ort.InferenceSession(str(path), options, providers=providers)
+            try:
+                return ort.InferenceSession(str(path), options, providers=providers)
+            except Exception as err:  # ONNX Runtime's own exception types
+                reason = " ".join(str(err).split())[:300]
+                raise ValueError(f"{path} is not a graph ONNX Runtime can load: {reason}") from None
 
         self.step, self.head = session(STEP_FILE), session(HEAD_FILE)
         self.state_names = state_names(self.config.num_hidden_layers)
+        self._check_graphs_match_config()
         self._tokenizer = None
+
+    def _check_graphs_match_config(self) -> None:
+        """The export's config.json must describe its graphs: the state inputs of chunk_step.onnx (one `h`/`c` pair
+        per layer, of the layer's size) and the outputs of head.onnx (`num_labels`, which `id2label` names).
+        `ValueError` for an altered export (a tampered `num_labels`/`id2label` would cut or overrun the labels)."""
+        config, where = self.config, f"{self.folder / 'config.json'}"
+        inputs = {i.name: i.shape for i in self.step.get_inputs()}
+        expected = dict(zip(self.state_names, (size for _, size in config.layer_sizes for _ in range(2))))
+        if set(inputs) != {"input_ids", *expected}:
+            raise ValueError(
+                f"{where} describes {config.num_hidden_layers} layers but {STEP_FILE} takes {sorted(inputs)}: the "
+                "export was altered; export it again"
+            )
+        for name, size in expected.items():
+            if inputs[name][-1] != size:
+                raise ValueError(f"{where} gives {name} size {size} but {STEP_FILE} takes {inputs[name][-1]}")
+        outputs = self.head.get_outputs()[0].shape
+        if outputs[-1] != config.num_labels:
+            raise ValueError(
+                f"{where} names {config.num_labels} classes (num_labels/id2label) but {HEAD_FILE} outputs "
+                f"{outputs[-1]}: the export was altered; export it again"
+            )
 
     def __call__(self, input_ids, attention_mask=None) -> np.ndarray:
         """input_ids: `(batch, seq)` integer array; attention_mask: `(batch, seq)`, 1 token / 0 padding (left or

@@ -14,6 +14,7 @@ random model) and `benchmarks/serving_accuracy.py` (agreement and accuracy of a 
 from __future__ import annotations
 
 import copy
+import types
 import warnings
 
 import torch
@@ -48,6 +49,30 @@ def int8_lstm_cell_params(layer: AwdLstmLayer, reduce_range: bool = True) -> obj
     )
 
 
+def _check_conversion(fn) -> None:
+    """Refuse a conversion (`.half()`, `.bfloat16()`, `.double()`, `.to(dtype or device)`, `.cuda()`) of an int8
+    model before it changes anything: its packed int8 weights compute in float32 on the CPU only. `fn` is the
+    conversion `nn.Module._apply` would run on each tensor; it is tried on a float32 CPU scalar."""
+    probe = torch.zeros((), dtype=torch.float32)
+    try:
+        converted = fn(probe)
+    except Exception:  # e.g. .cuda() without CUDA: refused below as any other conversion
+        converted = None
+    if not isinstance(converted, torch.Tensor) or converted.dtype != torch.float32 or converted.device.type != "cpu":
+        raise TypeError(
+            "an int8 model (quantize_for_cpu) computes in float32 on the CPU: it cannot be converted with .half(), "
+            ".bfloat16(), .double(), .cuda() or .to(another dtype or device). Convert the float model instead, or "
+            "quantize it again after converting it back to float32 on the CPU"
+        )
+
+
+def _guarded_apply(model: nn.Module, fn, recurse: bool = True):
+    """`model._apply` of a model returned by `quantize_for_cpu`: the conversion is checked before any tensor of
+    the model is converted (so a refused `.half()` leaves the model as it was)."""
+    _check_conversion(fn)
+    return type(model)._apply(model, fn, recurse)
+
+
 def _cast(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return x if x.dtype == dtype else x.to(dtype)
 
@@ -69,6 +94,10 @@ class Int8LstmLayer(AwdLstmLayer):
 
     def recurrent_mask(self) -> None:
         return None  # no DropConnect: inference only
+
+    def _apply(self, fn, recurse: bool = True):
+        _check_conversion(fn)
+        return super()._apply(fn, recurse)
 
     def forward(self, x, state, keep=None, compute_dtype=None):
         """x: `(batch, seq, input_size)`, state `(h, c)` each `(batch, hidden_size)` -> output and final `(h, c)`."""
@@ -113,6 +142,10 @@ class Int8Linear(nn.Module):
         self.weight, self.bias = linear.weight, linear.bias
         self._packed = int8_linear_weight(linear.weight, linear.bias)
 
+    def _apply(self, fn, recurse: bool = True):
+        _check_conversion(fn)
+        return super()._apply(fn, recurse)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast("cpu", enabled=False):
             return torch.ops.quantized.linear_dynamic(x.float(), self._packed, self.reduce_range)
@@ -126,8 +159,9 @@ def quantize_for_cpu(model: AwdLstmPreTrainedModel, engine: str | None = None) -
 
     The copy is in eval mode and float32; its LSTM layers run `torch.quantized_lstm` and the classifier head's
     `Linear` layers `torch.ops.quantized.linear_dynamic` (an `AwdLstmForCausalLM`'s decoder stays float32).
-    It serves predictions only: training it raises, and `save_pretrained` writes the float32 weights (quantize
-    again after loading). engine: PyTorch's quantized engine ("x86", "fbgemm" or "onednn"; default: the current
+    It serves predictions only: training it raises, converting it (`.half()`, `.to("cuda")`, ...) raises a
+    `TypeError` and leaves it as it was, and `save_pretrained` writes the float32 weights (quantize again after
+    loading). engine: PyTorch's quantized engine ("x86", "fbgemm" or "onednn"; default: the current
     one, which is "x86" on x86 CPUs), set process-wide in `torch.backends.quantized.engine` as PyTorch does.
     """
     if not isinstance(model, AwdLstmPreTrainedModel):
@@ -145,6 +179,10 @@ def quantize_for_cpu(model: AwdLstmPreTrainedModel, engine: str | None = None) -
         for block in classifier.blocks:
             block.linear = Int8Linear(block.linear)
     quantized.eval().requires_grad_(False)
+    int8_types = (Int8LstmLayer, Int8Linear)
+    for module in quantized.modules():  # .half() etc. refused before anything changes, on any part holding int8
+        if not isinstance(module, int8_types) and any(isinstance(m, int8_types) for m in module.modules()):
+            module._apply = types.MethodType(_guarded_apply, module)
     return quantized
 
 

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from transformers import PretrainedConfig
 
+try:  # the error of transformers' field validators (huggingface_hub's strict dataclasses)
+    from huggingface_hub.errors import StrictDataclassError
+except ImportError:  # an older huggingface_hub: nothing to catch
+    StrictDataclassError = ()
+
 # fastai v2 `awd_lstm_lm_config` / `awd_lstm_clas_config` dropouts, before `drop_mult` scaling.
 FASTAI_LM_DROPOUTS = {
     "output_dropout": 0.1,
@@ -22,6 +27,15 @@ FASTAI_CLASSIFIER_DROPOUTS = {
 _DROPOUT_NAMES = tuple(FASTAI_LM_DROPOUTS)
 SIZE_FIELDS = ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers")
 COMPUTE_DTYPES = ("float32", "bfloat16", "auto")
+PROBLEM_TYPES = (None, "single_label_classification", "multi_label_classification", "regression")
+_INT_FIELDS = ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers", "bptt", "max_len")
+_FLAG_NAMES = ("backwards", "tie_word_embeddings", "raise_on_nonfinite", "use_cache")
+# Upper bounds of config.json's sizes, far above any AWD-LSTM (fastai's: vocab 60,000, embedding 400, hidden 1,152,
+# 3 layers): a hostile or mistyped value is refused before anything is allocated.
+SIZE_LIMITS = {"vocab_size": 2**24, "embedding_size": 2**16, "hidden_size": 2**16, "num_hidden_layers": 64}
+MAX_HEAD_SIZE = 2**16  # a head layer's width and the number of classes
+MAX_HEAD_LAYERS = 64
+MAX_PARAMETERS = 2**34  # 17 billion parameters, 64 GiB in float32 (fastai's WT103 model: 24 million)
 
 # Written into every saved config.json, so that a folder loads with `trust_remote_code=True` through any of the
 # Auto classes without hf_bpt3c installed (save_pretrained copies these two files next to the weights).
@@ -31,6 +45,14 @@ AUTO_MAP = {
     "AutoModelForCausalLM": "modeling_awd_lstm.AwdLstmForCausalLM",
     "AutoModelForSequenceClassification": "modeling_awd_lstm.AwdLstmForSequenceClassification",
 }
+
+
+def _as_list(value, name: str) -> list:
+    """A config list given as a list or tuple; `TypeError` naming the field for anything else (a string would
+    otherwise become a list of characters)."""
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(f"AwdLstmConfig.{name} must be a list, got {type(value).__name__} ({value!r})")
+    return list(value)
 
 
 class AwdLstmConfig(PretrainedConfig):
@@ -114,10 +136,12 @@ class AwdLstmConfig(PretrainedConfig):
         self.input_dropout = input_dropout
         self.hidden_dropout = hidden_dropout
         self.output_dropout = output_dropout
-        self.classifier_hidden_sizes = list(classifier_hidden_sizes) if classifier_hidden_sizes is not None else [50]
+        if classifier_hidden_sizes is None:
+            classifier_hidden_sizes = [50]
+        self.classifier_hidden_sizes = _as_list(classifier_hidden_sizes, "classifier_hidden_sizes")
         if classifier_dropouts is None:
             classifier_dropouts = [0.1] * len(self.classifier_hidden_sizes)
-        self.classifier_dropouts = list(classifier_dropouts)
+        self.classifier_dropouts = _as_list(classifier_dropouts, "classifier_dropouts")
         self.backwards = backwards
         self.initializer_range = initializer_range
         self.raise_on_nonfinite = raise_on_nonfinite
@@ -125,6 +149,7 @@ class AwdLstmConfig(PretrainedConfig):
         self.use_cache = use_cache
         self.tie_word_embeddings = tie_word_embeddings
         kwargs["auto_map"] = {**AUTO_MAP, **(kwargs.get("auto_map") or {})}
+        self._check_int_fields()  # before transformers' own validators compare them
         super().__init__(
             pad_token_id=pad_token_id,
             bos_token_id=bos_token_id,
@@ -134,14 +159,24 @@ class AwdLstmConfig(PretrainedConfig):
         self.tie_word_embeddings = tie_word_embeddings
         self.validate_awd_lstm()
 
-    def validate_awd_lstm(self) -> None:
-        """Raise `ValueError`/`TypeError` naming the field when a size, chunking or dropout value is invalid."""
-        for name in ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers", "bptt", "max_len"):
+    def _check_int_fields(self) -> None:
+        for name in _INT_FIELDS:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError(f"AwdLstmConfig.{name} must be an int, got {type(value).__name__} ({value!r})")
+
+    def validate_awd_lstm(self) -> None:
+        """Raise `ValueError`/`TypeError` naming the field when a size, chunking, dropout, flag or head value is
+        invalid: sizes are ints in [1, their bound] (`SIZE_LIMITS`), dropouts numbers in [0, 1), flags JSON booleans
+        (`"false"` is refused, not read as true), and the model may hold at most `MAX_PARAMETERS` parameters, so
+        that a hostile config.json is refused before any weight is allocated."""
+        self._check_int_fields()
+        for name in _INT_FIELDS:
+            value = getattr(self, name)
             if value <= 0:
                 raise ValueError(f"AwdLstmConfig.{name} must be > 0, got {value}")
+            if name in SIZE_LIMITS and value > SIZE_LIMITS[name]:
+                raise ValueError(f"AwdLstmConfig.{name} must be <= {SIZE_LIMITS[name]:,}, got {value:,}")
         if self.max_len < self.bptt:
             raise ValueError(
                 f"AwdLstmConfig.max_len ({self.max_len}) must be >= bptt ({self.bptt}): the kept window holds "
@@ -151,18 +186,78 @@ class AwdLstmConfig(PretrainedConfig):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
                 raise ValueError(f"AwdLstmConfig.{name} must be a float in [0, 1), got {value!r}")
-        if len(self.classifier_dropouts) != len(self.classifier_hidden_sizes):
-            raise ValueError(
-                "AwdLstmConfig.classifier_dropouts must have one entry per classifier hidden layer "
-                f"({len(self.classifier_hidden_sizes)}), got {self.classifier_dropouts!r}"
-            )
+        for name in _FLAG_NAMES:
+            value = getattr(self, name, False)
+            if not isinstance(value, bool):
+                raise TypeError(
+                    f"AwdLstmConfig.{name} must be true or false (a JSON boolean), got {type(value).__name__} "
+                    f"({value!r})"
+                )
+        self._validate_head()
         if self.compute_dtype not in COMPUTE_DTYPES:
             raise ValueError(
                 f'AwdLstmConfig.compute_dtype must be one of "float32", "bfloat16", "auto", got {self.compute_dtype!r}'
             )
         pad = self.pad_token_id
-        if pad is not None and not (isinstance(pad, int) and 0 <= pad < self.vocab_size):
+        if pad is not None and not (isinstance(pad, int) and not isinstance(pad, bool) and 0 <= pad < self.vocab_size):
             raise ValueError(f"AwdLstmConfig.pad_token_id must be an int in [0, vocab_size), got {pad!r}")
+        value = self.initializer_range
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1e3:
+            raise ValueError(f"AwdLstmConfig.initializer_range must be a number in [0, 1000], got {value!r}")
+        count = self.parameter_count()
+        if count > MAX_PARAMETERS:
+            raise ValueError(
+                f"AwdLstmConfig describes a model of {count:,} parameters ({4 * count / 2**30:,.0f} GiB in float32), "
+                f"more than {MAX_PARAMETERS:,}: vocab_size, embedding_size, hidden_size or num_hidden_layers is "
+                "implausible"
+            )
+
+    def _validate_head(self) -> None:
+        """The classifier head: lists of sizes and dropouts of one length, the labels indexed 0..n-1."""
+        for name in ("classifier_hidden_sizes", "classifier_dropouts"):
+            value = getattr(self, name)
+            if not isinstance(value, list):
+                raise TypeError(f"AwdLstmConfig.{name} must be a list, got {type(value).__name__} ({value!r})")
+            if len(value) > MAX_HEAD_LAYERS:
+                raise ValueError(f"AwdLstmConfig.{name} may hold at most {MAX_HEAD_LAYERS} entries, got {len(value)}")
+        for index, size in enumerate(self.classifier_hidden_sizes):
+            if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_HEAD_SIZE:
+                raise ValueError(
+                    f"AwdLstmConfig.classifier_hidden_sizes[{index}] must be an int in [1, {MAX_HEAD_SIZE:,}], "
+                    f"got {size!r}"
+                )
+        for index, p in enumerate(self.classifier_dropouts):
+            if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
+                raise ValueError(f"AwdLstmConfig.classifier_dropouts[{index}] must be a float in [0, 1), got {p!r}")
+        if len(self.classifier_dropouts) != len(self.classifier_hidden_sizes):
+            raise ValueError(
+                "AwdLstmConfig.classifier_dropouts must have one entry per classifier hidden layer "
+                f"({len(self.classifier_hidden_sizes)}), got {self.classifier_dropouts!r}"
+            )
+        id2label = self.id2label
+        if id2label is not None:
+            if not 1 <= len(id2label) <= MAX_HEAD_SIZE:
+                count = len(id2label)
+                raise ValueError(f"AwdLstmConfig.id2label must name 1 to {MAX_HEAD_SIZE:,} classes, got {count}")
+            if sorted(id2label) != list(range(len(id2label))):
+                raise ValueError(
+                    f"AwdLstmConfig.id2label must have the class ids 0..{len(id2label) - 1} as keys, got "
+                    f"{sorted(id2label)[:10]}"
+                )
+        if self.problem_type not in PROBLEM_TYPES:
+            raise ValueError(f"AwdLstmConfig.problem_type must be one of {PROBLEM_TYPES}, got {self.problem_type!r}")
+
+    def parameter_count(self) -> int:
+        """The number of parameters of the largest model of this config (the classifier; the LM's decoder is tied
+        and adds a bias): the bound `validate_awd_lstm` checks, computed from the sizes without allocating."""
+        count = self.vocab_size * (self.embedding_size + 1)
+        for n_in, n_out in self.layer_sizes:
+            count += 4 * n_out * (n_in + n_out + 2)
+        n_in = 3 * self.embedding_size
+        for n_out in [*self.classifier_hidden_sizes, self.num_labels or 0]:
+            count += 2 * n_in + n_in * n_out + n_out
+            n_in = n_out
+        return count
 
     @classmethod
     def from_dict(cls, config_dict: dict, **kwargs) -> AwdLstmConfig:
@@ -171,10 +266,20 @@ class AwdLstmConfig(PretrainedConfig):
         missing = [name for name in SIZE_FIELDS if name not in config_dict]
         if missing:
             raise ValueError(f"config.json of this awd_lstm model lacks {missing}: the weights' sizes are unknown")
+        id2label = config_dict.get("id2label")
+        if id2label is not None and not (
+            isinstance(id2label, dict) and all(str(key).strip().isdigit() for key in id2label)
+        ):
+            raise ValueError(
+                "config.json of this awd_lstm model is invalid: AwdLstmConfig.id2label must map the class ids "
+                f'("0", "1", ...) to names, got {str(id2label)[:200]}'
+            )
         try:
             return super().from_dict(config_dict, **kwargs)
         except (TypeError, ValueError) as error:
             raise type(error)(f"config.json of this awd_lstm model is invalid: {error}") from error
+        except StrictDataclassError as error:  # transformers' own field validators
+            raise ValueError(f"config.json of this awd_lstm model is invalid: {error}") from error
 
     @property
     def layer_sizes(self) -> list[tuple[int, int]]:
