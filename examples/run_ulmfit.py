@@ -45,7 +45,7 @@ import numpy as np
 import transformers
 from transformers import EvalPrediction, HfArgumentParser, TrainingArguments, set_seed
 
-from hf_bpt3c import AwdLstmForSequenceClassification, AwdLstmTokenizer
+from hf_bpt3c import AwdLstmEnsembleForSequenceClassification, AwdLstmForSequenceClassification, AwdLstmTokenizer
 from hf_bpt3c.training.data import imdb_sample
 from hf_bpt3c.training.scripts import (
     CARD_METRICS,
@@ -263,6 +263,7 @@ def main() -> None:
     if training_args.should_save:
         with open(os.path.join(training_args.output_dir, "eval_results.json"), "w") as f:
             json.dump(results, f, indent=2)
+        save_ensemble(training_args.output_dir, results, args)
     name = CARD_METRICS[args.problem_type][0]
     shown = ", ".join(f"{d} {results[f'{d}_{name}']:.4f}" for d in (*DIRECTIONS, "ensemble"))
     print(f"validation {name}: {shown} in {(time.time() - start) / 60:.1f} min")
@@ -326,6 +327,29 @@ def evaluate_ensemble(output_dir: str, splits, text_column: str, args: UlmfitArg
     compute = metrics_for(targets.problem_type, METRICS_DIR, probabilities=True)
     metrics = compute(EvalPrediction(predictions=outputs, label_ids=references))
     return {**{f"ensemble_{k}": v for k, v in metrics.items()}, "ensemble_seconds": round(time.time() - started, 2)}
+
+
+def save_ensemble(output_dir: str, results: dict, args: UlmfitArguments) -> None:
+    """The forward + backward ensemble as one model at the top of `output_dir` (with the tokenizer and a model
+    card giving both directions' metrics and the ensemble's): `AutoModelForSequenceClassification`, `pipeline`,
+    `push_to_hub`, `export-onnx` and `quantize_for_cpu` take the folder itself."""
+    members = [AwdLstmForSequenceClassification.from_pretrained(os.path.join(output_dir, d)) for d in DIRECTIONS]
+    ensemble = AwdLstmEnsembleForSequenceClassification.from_members(members)
+    names = CARD_METRICS[args.problem_type]
+    ensemble.model_card_info = {
+        "eval_results": {
+            **{name: results[f"ensemble_{name}"] for name in names},
+            **{f"{d}_{name}": results[f"{d}_{name}"] for d in DIRECTIONS for name in names},
+            "split": "validation",
+            "task": "text-classification",
+        },
+        "training": "ULMFiT's forward + backward ensemble (`run_ulmfit.py --bidirectional`): a language model and a "
+        "BPT3C classifier trained in each direction (in `forward/` and `backward/`); the ensemble averages their "
+        "probabilities.",
+    }
+    ensemble.save_pretrained(output_dir)
+    AwdLstmTokenizer.from_pretrained(os.path.join(output_dir, "forward")).save_pretrained(output_dir)
+    print(f"ensemble saved in {output_dir}: pipeline('text-classification', model=...) loads it")
 
 
 def write_test_predictions(args: UlmfitArguments, data_args, training_args: TrainingArguments) -> None:

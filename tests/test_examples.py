@@ -101,6 +101,20 @@ def test_run_ulmfit_bidirectional_quick_writes_the_three_accuracies(data_dir, tm
                 correct[name] += int(p.argmax()) == truth
     for name, count in correct.items():
         assert results[f"{name}_accuracy"] == pytest.approx(count / len(rows)), name
+    # the top folder is the ensemble as one model: pipeline scores = the mean of the two directions' pipelines
+    classify = {name: pipeline("text-classification", model=out / folder, top_k=None)
+                for name, folder in (("ensemble", "."), *((d, d) for d in models))}  # fmt: skip
+    texts = [row["text"] for row in rows[:6]]
+    scores = {name: [{s["label"]: s["score"] for s in row} for row in pipe(texts)] for name, pipe in classify.items()}
+    for i in range(len(texts)):
+        for label, score in scores["ensemble"][i].items():
+            assert score == pytest.approx((scores["forward"][i][label] + scores["backward"][i][label]) / 2, abs=1e-6)
+    card = (out / "README.md").read_text()
+    assert (
+        "forward_accuracy" in card
+        and "backward_accuracy" in card
+        and "AwdLstmEnsembleForSequenceClassification" in card
+    )
 
 
 def test_run_language_modeling_on_text_lines(data_dir, tmp_path):

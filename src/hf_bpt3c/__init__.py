@@ -19,6 +19,8 @@ from .models.awd_lstm import (
     AwdLstmCache,
     AwdLstmCausalLMOutput,
     AwdLstmConfig,
+    AwdLstmEnsembleConfig,
+    AwdLstmEnsembleForSequenceClassification,
     AwdLstmForCausalLM,
     AwdLstmForSequenceClassification,
     AwdLstmModel,
@@ -34,6 +36,11 @@ AutoModel.register(AwdLstmConfig, AwdLstmModel, exist_ok=True)
 AutoModelForCausalLM.register(AwdLstmConfig, AwdLstmForCausalLM, exist_ok=True)
 AutoModelForSequenceClassification.register(AwdLstmConfig, AwdLstmForSequenceClassification, exist_ok=True)
 AutoTokenizer.register(AwdLstmConfig, tokenizer_class=AwdLstmTokenizer, exist_ok=True)
+AutoConfig.register(AwdLstmEnsembleConfig.model_type, AwdLstmEnsembleConfig, exist_ok=True)
+AutoModelForSequenceClassification.register(
+    AwdLstmEnsembleConfig, AwdLstmEnsembleForSequenceClassification, exist_ok=True
+)
+AutoTokenizer.register(AwdLstmEnsembleConfig, tokenizer_class=AwdLstmTokenizer, exist_ok=True)
 
 
 def _write_model_card(folder, model):
@@ -56,6 +63,8 @@ AwdLstmConfig.register_for_auto_class()
 AwdLstmModel.register_for_auto_class("AutoModel")
 AwdLstmForCausalLM.register_for_auto_class("AutoModelForCausalLM")
 AwdLstmForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
+AwdLstmEnsembleConfig.register_for_auto_class()
+AwdLstmEnsembleForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
 
 try:
     __version__ = version("hf_bpt3c")  # pyproject.toml's, as installed
@@ -99,6 +108,8 @@ __all__ = [
     "AwdLstmPreTrainedModel",
     "AwdLstmOutput",
     "AwdLstmCausalLMOutput",
+    "AwdLstmEnsembleConfig",
+    "AwdLstmEnsembleForSequenceClassification",
     "AwdLstmCache",
     "EnsemblePrediction",
     "embed",

@@ -77,6 +77,13 @@ CARD_KINDS = {
         "AutoModelForSequenceClassification",
         "awd-lstm-bpt3c-classifier",
     ),
+    "AwdLstmEnsembleForSequenceClassification": CardKind(
+        "bpt3c_ensemble.md",
+        "text-classification",
+        ("awd-lstm", "ulmfit", "bpt3c", "text-classification", "ensemble"),
+        "AutoModelForSequenceClassification",
+        "awd-lstm-bpt3c-ensemble",
+    ),
     "AwdLstmForCausalLM": CardKind(
         "awd_lstm_lm.md",
         "text-generation",
@@ -243,7 +250,11 @@ def _template_vars(
     """Everything the templates show besides the metadata."""
     config = model.config
     id2label = getattr(config, "id2label", None) or {}
+    members = config.member_configs() if hasattr(config, "member_configs") else []
+    if members:  # an ensemble: the chunking lines describe its first member; the members are listed
+        config = members[0]
     return {
+        "members": [{"config": m, "direction": "backward" if m.backwards else "forward"} for m in members],
         "model_name": model_name,
         "repo_id": info.get("repo_id") or f"your-username/{model_name}",
         "auto_class": kind.auto_class,

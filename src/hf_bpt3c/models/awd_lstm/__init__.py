@@ -7,6 +7,7 @@ interpretation) builds on top of this folder and is never shipped with a model.
 
 - `configuration_awd_lstm`: `AwdLstmConfig`;
 - `modeling_awd_lstm`: the encoder, the causal LM and the BPT3C classifier;
+- `configuration_awd_lstm_ensemble`, `modeling_awd_lstm_ensemble`: classifiers (forward + backward) as one model;
 - `tokenization_awd_lstm` (+ `spacy_english_exceptions`, its data table): fastai's tokenization;
 - `lstm_kernels`: one LSTM layer over a chunk, behind `lstm_forward`;
 - `bpt3c_plan`: how a batch of documents is read (chunks, rows, kept tokens) and the loop that reads it;
@@ -14,6 +15,7 @@ interpretation) builds on top of this folder and is never shipped with a model.
 """
 
 from .configuration_awd_lstm import AwdLstmConfig
+from .configuration_awd_lstm_ensemble import AwdLstmEnsembleConfig
 from .modeling_awd_lstm import (
     AwdLstmCache,
     AwdLstmCausalLMOutput,
@@ -23,6 +25,7 @@ from .modeling_awd_lstm import (
     AwdLstmOutput,
     AwdLstmPreTrainedModel,
 )
+from .modeling_awd_lstm_ensemble import AwdLstmEnsembleForSequenceClassification
 from .tokenization_awd_lstm import AwdLstmTokenizer
 
 __all__ = [
@@ -34,5 +37,7 @@ __all__ = [
     "AwdLstmPreTrainedModel",
     "AwdLstmOutput",
     "AwdLstmCausalLMOutput",
+    "AwdLstmEnsembleConfig",
+    "AwdLstmEnsembleForSequenceClassification",
     "AwdLstmCache",
 ]
