@@ -38,10 +38,11 @@ def test_wheel_ships_the_modules_and_model_cards(tmp_path):
     subprocess.run([*build, str(tmp_path / "dist")], check=True, capture_output=True, timeout=300)
     (wheel,) = (tmp_path / "dist").glob("hf_bpt3c-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    modules = {p.name for p in (REPO_ROOT / "src" / "hf_bpt3c").glob("*.py")}
-    assert {f"hf_bpt3c/{m}" for m in modules} <= names
+    package = REPO_ROOT / "src" / "hf_bpt3c"
+    modules = {p.relative_to(package).as_posix() for p in package.rglob("*.py") if "__pycache__" not in p.parts}
+    assert {f"hf_bpt3c/{m}" for m in modules} <= names  # every subpackage too (models/awd_lstm, training/scripts...)
     cards = {f"hf_bpt3c/model_cards/{p.name}" for p in (REPO_ROOT / "src" / "hf_bpt3c" / "model_cards").glob("*.md")}
-    assert len(cards) == 3 and cards <= names
+    assert len(cards) == 4 and cards <= names
 
     site = tmp_path / "site"
     install = [sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(site), str(wheel)]
