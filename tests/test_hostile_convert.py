@@ -378,3 +378,14 @@ def test_a_system_error_is_one_line_not_a_traceback(tmp_path, capsys, monkeypatc
     assert cli.main(["convert-fastai", "w.pth", "--vocab", "i.pkl", "--out", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
     assert err == f"hf-bpt3c convert-fastai: error: No space left on device ({tmp_path / 'out'})\n"
+
+
+@pytest.mark.parametrize("data", [shared_lists(), deep(), pickle.dumps([os.system])], ids=["shared", "deep", "global"])
+def test_a_sentencepiece_vocabulary_pickle_goes_through_the_same_scan(tmp_path, data):
+    """`AwdLstmTokenizer.from_sentencepiece(..., vocab=path)` reads the pickle with the core's `safe_pickle`, as the
+    converter does: refused before anything is built."""
+    from hf_bpt3c.models.awd_lstm.sentencepiece_backend import load_vocab
+
+    (tmp_path / "itos.pkl").write_bytes(data)
+    with pytest.raises(ValueError, match="refused"):
+        load_vocab(tmp_path / "itos.pkl")

@@ -2,7 +2,8 @@
 
 - `load_fastai_checkpoint(path)`: `torch.load(weights_only=True)` (no code runs; fastai's optimizer state is
   replaced by an inert stand-in), then a dict of named tensors is required.
-- `load_itos(path)`: a vocabulary pickle, first scanned opcode by opcode (`pickletools.genops`): only data opcodes
+- `load_itos(path)`: a vocabulary pickle, read by the core's `safe_pickle` (also what a SentencePiece tokenizer
+  reads its vocabulary with), first scanned opcode by opcode (`pickletools.genops`): only data opcodes
   (strings, numbers, lists, tuples, dicts, the memo) and at most `MAX_PICKLE_CONTAINERS` containers, so neither
   code, nor a deep or self-containing structure, nor a list of lists sharing one list (2^n leaves from n objects)
   gets past the scan; the file is bounded in size (`HF_BPT3C_MAX_VOCAB_BYTES`, 64 MiB); then an unpickler that
@@ -13,15 +14,14 @@
 
 from __future__ import annotations
 
-import io
 import os
 import pickle
-import pickletools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
 
+from ..models.awd_lstm.safe_pickle import load_data_pickle
 from .safety import DEFAULT_MAX_VOCAB_BYTES, MAX_VOCAB_BYTES_ENV, env_size, human, parse_size
 
 # Objects fastai stores next to the weights in `learn.save` files (optimizer state: fastcore's `L`, numpy
@@ -36,16 +36,6 @@ _OPTIMIZER_STATE_GLOBALS = (
     "torch.optim.adamw.AdamW",
     "torch.optim.sgd.SGD",
 )
-# The opcodes a pickle of plain data uses (every protocol); anything that imports, calls, builds objects, refers
-# to outside objects or makes sets/buffers is refused before unpickling.
-_DATA_OPCODES = frozenset(
-    """PROTO FRAME STOP MARK POP POP_MARK DUP PUT BINPUT LONG_BINPUT MEMOIZE GET BINGET LONG_BINGET
-    INT BININT BININT1 BININT2 LONG LONG1 LONG4 NONE NEWTRUE NEWFALSE FLOAT BINFLOAT
-    STRING BINSTRING SHORT_BINSTRING UNICODE BINUNICODE SHORT_BINUNICODE BINUNICODE8 BINBYTES SHORT_BINBYTES BINBYTES8
-    EMPTY_LIST APPEND APPENDS LIST EMPTY_TUPLE TUPLE TUPLE1 TUPLE2 TUPLE3 EMPTY_DICT DICT SETITEM SETITEMS""".split()
-)
-_CONTAINER_OPCODES = frozenset("EMPTY_LIST LIST EMPTY_TUPLE TUPLE TUPLE1 TUPLE2 TUPLE3 EMPTY_DICT DICT".split())
-MAX_PICKLE_CONTAINERS = 16  # a vocabulary is one list (or dict); this bounds nesting and shared structures
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -115,39 +105,6 @@ def load_fastai_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-class _DataOnlyUnpickler(pickle.Unpickler):
-    """Unpickler that refuses every global: only built-in containers and scalars can be built."""
-
-    def find_class(self, module: str, name: str):
-        raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a vocabulary")
-
-    def persistent_load(self, pid):
-        raise pickle.UnpicklingError("persistent ids are not allowed in a vocabulary")
-
-
-def _scan_pickle(data: bytes) -> None:
-    """Refuse, before anything is built, a pickle with a non-data opcode or more than `MAX_PICKLE_CONTAINERS`
-    containers. `pickle.UnpicklingError` (or `ValueError` for a malformed stream) with the reason."""
-    containers, strings = 0, ["?", "?"]  # the last two strings pushed: STACK_GLOBAL's module and name
-    for opcode, arg, position in pickletools.genops(io.BytesIO(data)):
-        if isinstance(arg, str) and "UNICODE" in opcode.name:
-            strings = [strings[-1], arg]
-        if opcode.name in ("GLOBAL", "STACK_GLOBAL", "INST"):
-            module, name = arg.split(" ", 1) if isinstance(arg, str) and " " in arg else strings
-            raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a vocabulary")
-        if opcode.name not in _DATA_OPCODES:
-            raise pickle.UnpicklingError(
-                f"opcode {opcode.name} at byte {position} is not allowed in a vocabulary (only strings, numbers, "
-                "lists, tuples and dicts)"
-            )
-        if opcode.name in _CONTAINER_OPCODES:
-            containers += 1
-            if containers > MAX_PICKLE_CONTAINERS:
-                raise pickle.UnpicklingError(
-                    f"more than {MAX_PICKLE_CONTAINERS} lists/tuples/dicts (a vocabulary is one flat list of tokens)"
-                )
-
-
 def _itos_from(obj, source: str) -> list[str]:
     """A token list from a loaded vocabulary: `itos` as list/tuple of str, or `stoi` as dict str -> id (ids 0..n-1).
     Checks each entry once (a flat structure): `ValueError` naming `source` and the first bad entry."""
@@ -193,8 +150,7 @@ def load_itos(path: str | os.PathLike, *, max_bytes: int | str | None = None) ->
             f"vocabulary file {path} refused: larger than {human(limit)} (raise {MAX_VOCAB_BYTES_ENV} if it is genuine)"
         )
     try:
-        _scan_pickle(data)
-        obj = _DataOnlyUnpickler(io.BytesIO(data)).load()
+        obj = load_data_pickle(data)
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError, UnicodeError) as err:
         raise ValueError(f"vocabulary file {path} refused: {' '.join(str(err).split())[:300]}") from None
     except (RecursionError, MemoryError):

@@ -13,16 +13,10 @@ from __future__ import annotations
 import torch
 
 from ..models.awd_lstm.modeling_awd_lstm import eval_mode
+from ..models.awd_lstm.modeling_awd_lstm_ensemble import problem_type_of
 
 CLASSIFICATION_TYPES = ("single_label_classification", "multi_label_classification")
 MULTI_LABEL_THRESHOLD = 0.5
-
-
-def problem_type_of(config) -> str:
-    """The classifier's problem type, inferred as transformers does when unset (one label: regression)."""
-    if config.problem_type:
-        return config.problem_type
-    return "regression" if config.num_labels == 1 else "single_label_classification"
 
 
 def probabilities(logits: torch.Tensor, problem_type: str) -> torch.Tensor:

@@ -8,7 +8,8 @@ interpretation) builds on top of this folder and is never shipped with a model.
 - `configuration_awd_lstm`: `AwdLstmConfig`;
 - `modeling_awd_lstm`: the encoder, the causal LM and the BPT3C classifier;
 - `configuration_awd_lstm_ensemble`, `modeling_awd_lstm_ensemble`: classifiers (forward + backward) as one model;
-- `tokenization_awd_lstm` (+ `spacy_english_exceptions`, its data table): fastai's tokenization;
+- `tokenization_awd_lstm` (+ `fastai_rules`, `sentencepiece_backend`, `spacy_english_exceptions`): fastai's
+  tokenization, word level or SentencePiece; `safe_pickle`: vocabulary pickles read without running code;
 - `lstm_kernels`: one LSTM layer over a chunk, behind `lstm_forward`;
 - `bpt3c_plan`: how a batch of documents is read (chunks, rows, kept tokens) and the loop that reads it;
 - `validation`, `saving`, `hardware`: inputs and labels, files and the Hub, where bfloat16 is native.

@@ -35,7 +35,7 @@ from .bpt3c_plan import Chunk, ConcatPool, LstmState, justify_order, plan_chunks
 from .configuration_awd_lstm import AwdLstmConfig
 from .hardware import bf16_is_native, float32_forward_where_bf16_is_emulated
 from .lstm_kernels import LstmWeights, drop_connect, keep_mask, lstm_forward
-from .saving import load_checked, push_card, save_atomically
+from .saving import CheckedFilesMixin
 from .validation import checked_inputs, checked_labels, checked_state, justified_documents
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -255,7 +255,7 @@ class AwdLstmClassificationHead(nn.Module):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-class AwdLstmPreTrainedModel(PreTrainedModel):
+class AwdLstmPreTrainedModel(CheckedFilesMixin, PreTrainedModel):
     """Weight initialisation (fastai's) and the settings shared by every AWD-LSTM head."""
 
     config_class = AwdLstmConfig
@@ -290,26 +290,6 @@ class AwdLstmPreTrainedModel(PreTrainedModel):
     @classmethod
     def _supports_default_dynamic_cache(cls) -> bool:
         return False  # the recurrent state travels as `state`, not as a key/value cache
-
-    def save_pretrained(self, save_directory, *args, **kwargs):
-        """transformers' `save_pretrained`, made safe to interrupt (`saving.save_atomically`), plus a model card
-        from the config and `self.model_card_info` when hf_bpt3c is installed."""
-        if not kwargs.get("is_main_process", True):
-            return super().save_pretrained(save_directory, *args, **kwargs)
-        save = super().save_pretrained
-        return save_atomically(save_directory, lambda staging: save(staging, *args, **kwargs), model=self)
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
-        """transformers' `from_pretrained`, with errors that name the file and what is wrong with it."""
-        load = super().from_pretrained
-        return load_checked(lambda: load(pretrained_model_name_or_path, *args, **kwargs), pretrained_model_name_or_path)
-
-    def push_to_hub(self, repo_id: str, **kwargs):
-        """transformers' `push_to_hub`, then hf_bpt3c's model card unless the repository has a card of its own."""
-        result = super().push_to_hub(repo_id, **kwargs)
-        push_card(repo_id, self, **kwargs)
-        return result
 
 
 class AwdLstmModel(AwdLstmPreTrainedModel):

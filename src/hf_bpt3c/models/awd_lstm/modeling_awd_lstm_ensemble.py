@@ -17,7 +17,7 @@ from transformers.utils.generic import can_return_tuple
 
 from .configuration_awd_lstm_ensemble import AwdLstmEnsembleConfig
 from .modeling_awd_lstm import AwdLstmForSequenceClassification
-from .saving import load_checked, push_card, save_atomically
+from .saving import CheckedFilesMixin
 from .validation import checked_labels
 
 
@@ -41,7 +41,7 @@ def mean_prediction_logits(member_logits: list[torch.Tensor], problem_type: str)
     return logits.softmax(-1).mean(0).clamp_min(tiny).log()
 
 
-class AwdLstmEnsembleForSequenceClassification(PreTrainedModel):
+class AwdLstmEnsembleForSequenceClassification(CheckedFilesMixin, PreTrainedModel):
     """The members (`AwdLstmForSequenceClassification`s sharing a tokenizer and labels), evaluated as one model."""
 
     config_class = AwdLstmEnsembleConfig
@@ -70,24 +70,6 @@ class AwdLstmEnsembleForSequenceClassification(PreTrainedModel):
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.members[0].get_input_embeddings()
-
-    def save_pretrained(self, save_directory, *args, **kwargs):
-        """transformers' `save_pretrained`, made safe to interrupt (`saving.save_atomically`), plus the model card."""
-        if not kwargs.get("is_main_process", True):
-            return super().save_pretrained(save_directory, *args, **kwargs)
-        save = super().save_pretrained
-        return save_atomically(save_directory, lambda staging: save(staging, *args, **kwargs), model=self)
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
-        """transformers' `from_pretrained`, with errors that name the file and what is wrong with it."""
-        load = super().from_pretrained
-        return load_checked(lambda: load(pretrained_model_name_or_path, *args, **kwargs), pretrained_model_name_or_path)
-
-    def push_to_hub(self, repo_id: str, **kwargs):
-        result = super().push_to_hub(repo_id, **kwargs)
-        push_card(repo_id, self, **kwargs)
-        return result
 
     @can_return_tuple
     def forward(

@@ -83,6 +83,28 @@ def push_card(repo_id: str, model, **kwargs) -> None:
         _model_card_hooks.push(repo_id, model, token=kwargs.get("token"), revision=kwargs.get("revision"))
 
 
+class CheckedFilesMixin:
+    """transformers' `save_pretrained` made safe to interrupt (`save_atomically`) with the registered model card,
+    `from_pretrained` with errors that name the file, `push_to_hub` followed by the model card: mixed into the
+    core's `PreTrainedModel`s (before `PreTrainedModel` in their bases)."""
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        if not kwargs.get("is_main_process", True):
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        save = super().save_pretrained
+        return save_atomically(save_directory, lambda staging: save(staging, *args, **kwargs), model=self)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        load = super().from_pretrained
+        return load_checked(lambda: load(pretrained_model_name_or_path, *args, **kwargs), pretrained_model_name_or_path)
+
+    def push_to_hub(self, repo_id: str, **kwargs):
+        result = super().push_to_hub(repo_id, **kwargs)
+        push_card(repo_id, self, **kwargs)
+        return result
+
+
 def move_files_into(staging: Path, target: Path) -> None:
     """Move every file of `staging` into `target` with atomic renames, then drop weight files of an earlier save
     that the new one does not have (e.g. old shards)."""

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import base64
 import functools
-import io
 import json
 import os
 import pickle
@@ -52,6 +51,7 @@ from pathlib import Path
 from tokenizers import Encoding, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
 
 from .fastai_rules import BOS, FAKE, SPECIAL_TOKENS, apply_rules, make_vocab
+from .safe_pickle import load_data_pickle
 
 SPACE = "▁"
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
@@ -166,22 +166,12 @@ def _read_file(path: str | os.PathLike, what: str) -> bytes:
     return data
 
 
-class _DataOnlyUnpickler(pickle.Unpickler):
-    """Builds built-in containers and scalars only: every global is refused, so no code runs."""
-
-    def find_class(self, module: str, name: str):
-        raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a vocabulary")
-
-    def persistent_load(self, pid):
-        raise pickle.UnpicklingError("persistent ids are not allowed in a vocabulary")
-
-
 def load_vocab(vocab: str | os.PathLike | Sequence[str]) -> list[str]:
     """fastai's ``itos``: a list of str, or the path of its pickle (read without running code)."""
     if isinstance(vocab, (str, os.PathLike)):
         path = vocab
         try:
-            vocab = _DataOnlyUnpickler(io.BytesIO(_read_file(path, "vocabulary file"))).load()
+            vocab = load_data_pickle(_read_file(path, "vocabulary file"))
         except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError, UnicodeError) as err:
             raise ValueError(f"vocabulary file {path} refused: {' '.join(str(err).split())[:300]}") from None
         except (RecursionError, MemoryError):
