@@ -26,7 +26,6 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
@@ -35,6 +34,7 @@ import torch
 from huggingface_hub.utils import tqdm
 
 from hf_bpt3c import AwdLstmForSequenceClassification, AwdLstmTokenizer, interpret
+from hf_bpt3c.training.scripts import read_documents, read_records, text_of
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -67,35 +67,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def read_rows(path: str) -> list[dict]:
-    """Rows of a CSV, JSON lines or JSON (list of objects) file."""
-    suffix = Path(path).suffix.lower()
-    if suffix == ".csv":
-        with open(path, newline="", encoding="utf-8") as f:
-            return list(csv.DictReader(f))
-    if suffix in (".json", ".jsonl"):
-        text = Path(path).read_text(encoding="utf-8")
-        if text.lstrip().startswith("["):
-            return json.loads(text)
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-    raise ValueError(f"{path}: expected a .csv, .json or .jsonl file (or a .txt file for --text_file)")
-
-
-def column(rows: list[dict], name: str, path: str) -> list:
-    if rows and name not in rows[0]:
-        raise ValueError(f"{path} has no column {name!r} (columns: {', '.join(rows[0])})")
-    return [row[name] for row in rows]
-
-
 def documents(args: argparse.Namespace) -> list[tuple[str, str]]:
     """(name, text) of every document to explain."""
     docs = [(f"text-{i}", text) for i, text in enumerate(args.text, 1)]
     for path in args.text_file:
-        if Path(path).suffix.lower() in (".txt", ".md", ""):
-            docs.append((Path(path).stem, Path(path).read_text(encoding="utf-8")))
-        else:
-            rows = read_rows(path)
-            docs += [(f"{Path(path).stem}-{i}", t) for i, t in enumerate(column(rows, args.text_column, path), 1)]
+        docs += read_documents(path, args.text_column, "--text_file")
     return docs
 
 
@@ -165,12 +141,13 @@ def explain(model: AwdLstmForSequenceClassification, tokenizer, text: str, out: 
 
 def validate(model, tokenizer, args: argparse.Namespace) -> None:
     """Confusion matrix and top losses over the labelled file."""
-    rows = read_rows(args.validation_file)
+    path, what = args.validation_file, "--validation_file"
+    rows = read_records(path, what, [args.text_column, args.label_column, *filter(None, [args.split_column])])
+    numbered = list(enumerate(rows, 1))
     if args.split_column:
-        flags = column(rows, args.split_column, args.validation_file)
-        rows = [r for r, flag in zip(rows, flags) if str(flag).strip().lower() in ("true", "1", "yes")]
-    texts = column(rows, args.text_column, args.validation_file)
-    labels = column(rows, args.label_column, args.validation_file)
+        numbered = [(i, r) for i, r in numbered if str(r[args.split_column]).strip().lower() in ("true", "1", "yes")]
+    texts = [text_of(row, args.text_column, path, what, i) for i, row in numbered]
+    labels = [row[args.label_column] for _, row in numbered]
     predictions = interpret.predict_documents(
         model, tokenizer, texts, labels, batch_size=args.batch_size, progress=True
     )

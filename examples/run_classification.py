@@ -50,6 +50,7 @@ from hf_bpt3c.training.scripts import (
     metrics_for,
     model_targets,
     predicted_delimiter,
+    read_test_texts,
     report,
     train_classifier,
     write_predictions,
@@ -139,6 +140,8 @@ def main() -> None:
     transformers.utils.logging.set_verbosity_warning()
     if training_args.do_predict and not args.test_file:
         raise ValueError("--do_predict needs --test_file (the texts to classify)")
+    if training_args.do_predict:
+        read_test_texts(args.test_file, data_args.text_column)  # a bad test file is refused before any training
     set_seed(training_args.seed)
     if training_args.do_train or not is_classifier(args.model_name_or_path):
         label_columns(args)  # argument errors before any work

@@ -49,17 +49,20 @@ from hf_bpt3c import AwdLstmEnsembleForSequenceClassification, AwdLstmForSequenc
 from hf_bpt3c.training.data import imdb_sample
 from hf_bpt3c.training.scripts import (
     CARD_METRICS,
+    TOKENIZER_TYPES,
     ClassifierArguments,
     DataArguments,
     LabelArguments,
     LanguageModelArguments,
-    file_builder,
+    build_tokenizer,
     label_columns,
     load_splits,
     mean_outputs,
     metrics_for,
     model_targets,
     predicted_delimiter,
+    read_data_file,
+    read_test_texts,
     report,
     train_classifier,
     train_language_model,
@@ -91,7 +94,21 @@ class UlmfitArguments(LabelArguments):
     )
     quick: bool = field(default=False, metadata={"help": "Tiny sizes and data for a smoke run (about a minute)."})
     max_vocab: int = field(default=60000, metadata={"help": "Vocabulary size."})
-    min_freq: int = field(default=3, metadata={"help": "Minimum count of a word kept in the vocabulary."})
+    min_freq: int = field(default=3, metadata={"help": "Minimum count of a token kept in the vocabulary."})
+    tokenizer_type: str | None = field(
+        default=None,
+        metadata={
+            "help": "'word' (fastai's spaCy English) or 'sentencepiece' (fastai's SentencePieceTokenizer, any "
+            "language); default: the pretrained model's, else 'word'.",
+            "choices": TOKENIZER_TYPES,
+        },
+    )
+    lang: str | None = field(
+        default=None, metadata={"help": "Language of the texts (e.g. de); default: the pretrained model's, else en."}
+    )
+    sp_vocab_size: int | None = field(
+        default=None, metadata={"help": "SentencePiece pieces to train (default: fastai's heuristic)."}
+    )
     embedding_size: int | None = field(default=None, metadata={"help": "Embedding size from scratch (128)."})
     hidden_size: int | None = field(default=None, metadata={"help": "LSTM hidden size from scratch (384)."})
     num_hidden_layers: int | None = field(default=None, metadata={"help": "LSTM layers from scratch (2)."})
@@ -195,12 +212,32 @@ def extra_texts(args: UlmfitArguments, column: str) -> list[str]:
     """The first `--lm_extra_max_texts` texts of `--lm_extra_file` (none without it)."""
     if args.lm_extra_file is None:
         return []
-    extra = datasets.load_dataset(file_builder(args.lm_extra_file), data_files=args.lm_extra_file, split="train")
+    extra = read_data_file(args.lm_extra_file, "--lm_extra_file", column)
+    if column not in extra.column_names:
+        raise ValueError(f"--lm_extra_file {args.lm_extra_file} has no column {column!r} (--text_column)")
     if args.lm_extra_max_texts is not None:
         extra = extra.select(range(min(args.lm_extra_max_texts, len(extra))))
-    texts = list(extra[column])
+    texts = [text for text in extra[column] if isinstance(text, str) and text.strip()]
+    if len(texts) < len(extra):
+        print(f"--lm_extra_file: {len(extra) - len(texts)} rows without text skipped")
     print(f"language model: {len(texts)} more texts from {args.lm_extra_file}")
     return texts
+
+
+def target_tokenizer(args: UlmfitArguments, data: datasets.Dataset, column: str) -> AwdLstmTokenizer:
+    """The vocabulary of the training texts: a new `--tokenizer_type` tokenizer for `--lang`, or the pretrained
+    model's splitting (its SentencePiece model kept) with the pieces of these texts."""
+    pretrained = AwdLstmTokenizer.from_pretrained(args.model_name_or_path) if args.model_name_or_path else None
+    settings = LanguageModelArguments(
+        max_vocab=args.max_vocab,
+        min_freq=args.min_freq,
+        tokenizer_type=args.tokenizer_type,
+        lang=args.lang,
+        sp_vocab_size=args.sp_vocab_size,
+    )
+    tokenizer = build_tokenizer(data, column, settings, pretrained=pretrained)
+    print(f"vocabulary: {len(tokenizer)} tokens ({tokenizer.tokenizer_type}, {tokenizer.init_kwargs.get('lang')})")
+    return tokenizer
 
 
 def stage_args(base: TrainingArguments, output_dir: str, epochs: float, batch_size: int) -> TrainingArguments:
@@ -226,6 +263,8 @@ def main() -> None:
         )
     if training_args.do_predict and not args.test_file:
         raise ValueError("--do_predict needs --test_file (the texts to predict)")
+    if training_args.do_predict:
+        read_test_texts(args.test_file, data_args.text_column)  # a bad test file is refused before any training
     label_columns(args)  # argument errors before any work
     if args.quick:
         data_args.max_train_samples = data_args.max_train_samples or 160
@@ -239,11 +278,7 @@ def main() -> None:
     train_texts = list(splits["train"][data_args.text_column])
     eval_texts = list(splits["validation"][data_args.text_column])
     print(f"{len(train_texts)} training and {len(eval_texts)} validation documents")
-    if args.keep_vocab:
-        tokenizer = None  # the pretrained model's
-    else:
-        tokenizer = AwdLstmTokenizer.from_texts(train_texts, max_vocab=args.max_vocab, min_freq=args.min_freq)
-        print(f"vocabulary: {len(tokenizer)} tokens")
+    tokenizer = None if args.keep_vocab else target_tokenizer(args, splits["train"], data_args.text_column)
     if not args.bidirectional:
         metrics = train_direction(args, data_args, training_args, splits, tokenizer, training_args.output_dir)
         print(f"{report(metrics, args.problem_type)} in {(time.time() - start) / 60:.1f} min")

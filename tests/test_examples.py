@@ -17,7 +17,7 @@ from conftest import REPO_ROOT
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 from test_convert import toy_lm_state_dict
-from transformers import AutoModelForSequenceClassification, pipeline
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
 from hf_bpt3c import AwdLstmForSequenceClassification, AwdLstmTokenizer
 from hf_bpt3c.convert import convert_fastai
@@ -171,6 +171,43 @@ def test_run_ulmfit_quick_from_a_pretrained_model(data_dir, tmp_path):
     assert json.loads((out / "config.json").read_text())["bptt"] == 24
 
 
+def test_run_ulmfit_quick_in_german_with_sentencepiece(data_dir, tmp_path):
+    """Another language end to end: fastai's SentencePiece tokenizer trained on the German articles, the LM and the
+    classifier; then the three stages from that LM, whose SentencePiece model is kept (the target vocabulary is its
+    pieces of the texts) and whose rows are mapped."""
+    args = ["--train_file", str(data_dir / "german_news" / "texts.csv"), "--split_column", "is_valid",
+            "--text_column", "text", "--label_column", "label", "--save_strategy", "no", "--quick"]  # fmt: skip
+    out = tmp_path / "de"
+    stdout = run_script("run_ulmfit.py", *args, "--output_dir", str(out), "--tokenizer_type", "sentencepiece",
+                        "--lang", "de", "--sp_vocab_size", "2000")  # fmt: skip
+    assert "(sentencepiece, de)" in stdout and "validation accuracy:" in stdout
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    assert tokenizer.tokenizer_type == "sentencepiece" and tokenizer.init_kwargs["lang"] == "de"
+    assert tokenizer.convert_ids_to_tokens(tokenizer("Wien")["input_ids"])[:2] == ["▁xxbos", "▁xxmaj"]
+    classify = pipeline("text-classification", model=str(out))
+    assert (
+        classify("Der Nationalrat beschließt das Budget.")[0]["label"]
+        in json.loads((out / "config.json").read_text())["label2id"]
+    )
+
+    tuned = tmp_path / "de-tuned"
+    stdout = run_script("run_ulmfit.py", *args, "--output_dir", str(tuned), "--model_name_or_path",
+                        str(out / "language_model"), "--min_freq", "2")  # fmt: skip
+    assert "(sentencepiece, de)" in stdout and "validation accuracy:" in stdout
+    pretrained, target = (AwdLstmTokenizer.from_pretrained(d / "language_model") for d in (out, tuned))
+    normalizers = [json.loads(t.backend_tokenizer.to_str())["normalizer"] for t in (target, pretrained)]
+    assert normalizers[0] == normalizers[1]
+    assert vocabulary_of(target) != vocabulary_of(pretrained)
+    text = "Die Regierung in Wien plant eine Steuerreform."
+    assert target.tokenize(text) == pretrained.tokenize(text)  # the same SentencePiece model
+    refused = subprocess.run(
+        [sys.executable, str(EXAMPLES / "run_ulmfit.py"), *args, "--output_dir", str(tmp_path / "x"),
+         "--model_name_or_path", str(out / "language_model"), "--tokenizer_type", "word"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert refused.returncode != 0 and "the pretrained model's tokenizer is sentencepiece" in refused.stderr
+
+
 def test_run_language_modeling_resumes_and_logs_perplexity(data_dir, tmp_path):
     """Pretraining a corpus: tokenized by 2 processes, a checkpoint per epoch, perplexity in the logs. Rerunning the
     same command after an interruption (here: the last checkpoint and the final model removed) resumes from the last
@@ -255,6 +292,42 @@ def test_run_classification_lr_find_auto(tmp_path):
         assert (out / name).read_bytes()[:8] == PNG, name
     card = (out / "README.md").read_text()
     assert f"{valley}" in card or f"{valley:.2e}" in card
+
+
+def test_scripts_name_bad_input_files_before_any_work(data_dir, tmp_path):
+    """A bad --test_file is refused before training, a bad --lm_extra_file before the language model trains, a
+    document without text given to interpret.py by its row."""
+    (tmp_path / "empty.csv").write_text("")
+    (tmp_path / "docs.jsonl").write_text('{"text": "good"}\n{"text": null}\n')
+    data, lm = tiny_classification_task(tmp_path)
+    runs = {
+        "--test_file": [
+            "run_classification.py", "--model_name_or_path", lm, "--train_file", data, "--split_column", "is_valid",
+            "--do_train", "--do_predict", "--test_file", str(tmp_path / "empty.csv"),
+            "--output_dir", str(tmp_path / "clf"),
+        ],
+        "--lm_extra_file": [
+            "run_ulmfit.py", *imdb_sample_args(data_dir, tmp_path / "u"), "--quick",
+            "--lm_extra_file", str(tmp_path / "missing.jsonl"),
+        ],
+        "--text_file": [
+            "interpret.py", "--model_name_or_path", lm, "--text_file", str(tmp_path / "docs.jsonl"),
+            "--output_dir", str(tmp_path / "why"),
+        ],
+    }  # fmt: skip
+    expected = {
+        "--test_file": "is empty",
+        "--lm_extra_file": "does not exist",
+        "--text_file": "row 2 has no text in column 'text' (found null)",
+    }
+    for flag, (script, *args) in runs.items():
+        result = subprocess.run(
+            [sys.executable, str(EXAMPLES / script), *args], capture_output=True, text=True, timeout=300
+        )
+        assert result.returncode != 0, flag
+        assert f"ValueError: {flag}" in result.stderr and expected[flag] in result.stderr, result.stderr[-2000:]
+    assert not (tmp_path / "clf" / "model.safetensors").exists()
+    assert not (tmp_path / "u" / "language_model" / "model.safetensors").exists()
 
 
 def write_test_file(path, texts: list[str]) -> None:

@@ -58,6 +58,25 @@ def test_tokenizer_larger_than_the_embedding_is_refused(saved):
         AutoModelForSequenceClassification.from_pretrained(saved)
 
 
+def test_output_loading_info_still_works(saved):
+    """Regression: the checked load returned the (model, info) pair where a model was expected."""
+    AwdLstmTokenizer.from_texts(["a film", "a dull film"], min_freq=1).save_pretrained(saved)
+    model, info = AwdLstmForSequenceClassification.from_pretrained(saved, output_loading_info=True)
+    assert isinstance(model, AwdLstmForSequenceClassification) and not info["missing_keys"]
+
+
+def test_a_sentencepiece_tokenizer_fits_the_embedding_by_fastais_vocabulary(saved):
+    """Regression: a SentencePiece tokenizer.json holds the model's pieces outside fastai's vocabulary too (ids past
+    it map to xxunk); the check counts fastai's vocabulary, so a matching LM loads."""
+    pytest.importorskip("sentencepiece")
+    texts = [f"Die Regierung in Wien plant Reform {i} für das Budget der Republik." for i in range(40)]
+    tokenizer = AwdLstmTokenizer.from_texts(texts, model="sentencepiece", lang="de", vocab_size=150, min_freq=50)
+    assert tokenizer.backend_tokenizer.get_vocab_size() > len(tokenizer)  # pieces outside the vocabulary
+    AwdLstmForSequenceClassification(small_config(vocab_size=len(tokenizer))).save_pretrained(saved)
+    tokenizer.save_pretrained(saved)
+    assert AutoModelForSequenceClassification.from_pretrained(saved).config.vocab_size == len(tokenizer)
+
+
 SAVER = textwrap.dedent(
     """
     import sys, torch

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from hf_bpt3c import AwdLstmConfig, AwdLstmForSequenceClassification, AwdLstmTokenizer, interpret, quantize_for_cpu
 from hf_bpt3c.interpret.rendering import escape
 from hf_bpt3c.training.scripts.predictions import write_predictions
-from hf_bpt3c.training.scripts.texts import read_documents, read_test_texts
+from hf_bpt3c.training.scripts.texts import read_documents, read_records, read_test_texts, text_of
 
 BASE = small_config().to_dict()
 
@@ -217,6 +217,24 @@ def test_documents_to_explain_are_read_verbatim(tmp_path):
     assert read_documents(str(tmp_path / "r.csv")) == [("r-1", "NA"), ("r-2", "null")]
     assert read_documents(str(tmp_path / "r.jsonl")) == [("r-1", "good"), ("r-2", "bad")]
     assert read_documents(str(tmp_path / "r.txt")) == [("r", "one document\nof two lines")]
+
+
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        (b'{"text": "good", "label": "pos"}\n{"text": "bad"}\n', r"row 2 has no column 'label'"),
+        (b'{"text": "good", "label": "pos"}\n{"text": null, "label": "neg"}\n', r"row 2 has no text .*found null"),
+        (b'{"text": "good", "label": "pos"}\n"text"\n', r"row 2 is not an object"),
+    ],
+)
+def test_labelled_files_to_validate_are_named_by_row(tmp_path, content, match):
+    """interpret's --validation_file: every row holds the text and the label."""
+    path = tmp_path / "labelled.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=match) as caught:
+        rows = read_records(str(path), "--validation_file", ["text", "label"])
+        [text_of(row, "text", str(path), "--validation_file", i) for i, row in enumerate(rows, 1)]
+    assert "--validation_file" in str(caught.value) and "labelled.jsonl" in str(caught.value)
 
 
 def test_predict_documents_names_a_row_without_text(classifier):

@@ -61,12 +61,13 @@ def load_checked(load: Callable[[], T], pretrained_model_name_or_path) -> T:
     """`load()` (a `from_pretrained`), with a truncated or corrupted weights file reported as such, and a tokenizer
     in the same folder whose ids do not fit the model's embedding refused."""
     try:
-        model = load()
+        loaded = load()
     except SafetensorError as error:
         raise OSError(
             f"the weights file in {pretrained_model_name_or_path} (model.safetensors) is truncated or "
             f"corrupted: {error}. Save the model again or download it again."
         ) from error
+    model = loaded[0] if isinstance(loaded, tuple) else loaded  # (model, loading_info) with output_loading_info
     tokenizer_size = tokenizer_vocab_size(Path(str(pretrained_model_name_or_path)) / "tokenizer.json")
     if tokenizer_size is not None and tokenizer_size > model.config.vocab_size:
         raise ValueError(
@@ -74,7 +75,7 @@ def load_checked(load: Callable[[], T], pretrained_model_name_or_path) -> T:
             f"embedding (config.json vocab_size) has only {model.config.vocab_size} rows; the tokenizer and the "
             "weights do not belong together"
         )
-    return model
+    return loaded
 
 
 def push_card(repo_id: str, model, **kwargs) -> None:
@@ -118,9 +119,16 @@ def move_files_into(staging: Path, target: Path) -> None:
 
 
 def tokenizer_vocab_size(path: Path) -> int | None:
-    """Largest id + 1 of a saved `tokenizer.json` (vocabulary and added tokens), or None if there is none."""
+    """Largest id + 1 of a saved `tokenizer.json` (vocabulary and added tokens), or None if there is none. A
+    SentencePiece tokenizer's ids are fastai's vocabulary (its `tokenizer_config.json`), the model's other pieces
+    map to `xxunk`."""
     if not path.is_file():
         return None
+    config = path.with_name("tokenizer_config.json")
+    if config.is_file():
+        settings = json.loads(config.read_text(encoding="utf-8")).get("sentencepiece")
+        if isinstance(settings, dict) and type(settings.get("vocab_size")) is int:
+            return settings["vocab_size"]
     data = json.loads(path.read_text(encoding="utf-8"))
     vocab = (data.get("model") or {}).get("vocab") or {}
     ids = list(vocab.values()) if isinstance(vocab, dict) else list(range(len(vocab)))

@@ -329,6 +329,24 @@ def build_backend(model: SentencePieceModel, itos: Sequence[str]) -> tuple[Token
     return backend, settings
 
 
+def model_of_backend(backend: Tokenizer, settings: Mapping) -> SentencePieceModel:
+    """The SentencePiece model inside a backend made by ``build_backend`` (its emitted pieces with their scores,
+    the character map and the whitespace flags), to build a backend over another vocabulary."""
+    spec = json.loads(backend.to_str())
+    user = set(settings["user_defined_symbols"])
+    pieces = [
+        (piece, score, USER_DEFINED if piece in user else NORMAL)
+        for piece, score in spec["model"]["vocab"]
+        if score != _NEVER and " " not in piece
+    ]
+    return SentencePieceModel(
+        pieces=pieces,
+        charsmap=SentencePieceIds._charsmap_blob(backend),
+        add_dummy_prefix=bool(settings["add_dummy_prefix"]),
+        remove_extra_whitespaces=bool(settings["remove_extra_whitespaces"]),
+    )
+
+
 def _pre_tokenizer(settings: Mapping, prepend_scheme: str) -> pre_tokenizers.PreTokenizer:
     steps = [pre_tokenizers.Metaspace(replacement=SPACE, prepend_scheme=prepend_scheme, split=settings["split"])]
     user = sorted(settings["user_defined_symbols"], key=len, reverse=True)

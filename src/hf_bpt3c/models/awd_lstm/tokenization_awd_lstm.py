@@ -67,7 +67,7 @@ from .fastai_rules import (  # noqa: F401 (re-exported: the names of this module
     fix_html,
     make_vocab,
 )
-from .sentencepiece_backend import SPACE, SentencePieceIds, build_backend, load_vocab, read_model
+from .sentencepiece_backend import SPACE, SentencePieceIds, build_backend, load_vocab, model_of_backend, read_model
 from .sentencepiece_backend import train as train_sentencepiece
 from .spacy_english_exceptions import EXCEPTIONS
 
@@ -485,6 +485,27 @@ class AwdLstmTokenizer(TokenizersBackend):
             counts.update(fastai_tokenize(text).split(" "))
         counts.pop("", None)
         return cls._from_backend(_word_backend(make_vocab(counts, min_freq, max_vocab)), lang=lang, **kwargs)
+
+    @property
+    def tokenizer_type(self) -> str:
+        """``"sentencepiece"`` (fastai's ``SentencePieceTokenizer``) or ``"word"`` (fastai's spaCy English)."""
+        return "sentencepiece" if self._sentencepiece() else "word"
+
+    def with_vocabulary(self, texts: Iterable[str], max_vocab: int = 60000, min_freq: int = 3) -> AwdLstmTokenizer:
+        """This tokenizer's splitting with a vocabulary built from ``texts`` (fastai's ``make_vocab`` over their
+        tokens), as fastai builds the target vocabulary when it fine-tunes a pretrained language model: a
+        SentencePiece tokenizer keeps its model (fastai_ulmfit's ``SentencePieceTokenizer(sp_model=...)``), a word
+        tokenizer is :meth:`from_texts`. Map a pretrained model onto it with ``hf_bpt3c.adapt_vocabulary``."""
+        lang = self.init_kwargs.get("lang", "en")
+        sp = self._sentencepiece()
+        if not sp:
+            return type(self).from_texts(texts, max_vocab=max_vocab, min_freq=min_freq, lang=lang)
+        counts = Counter(token for text in texts for token in self.fastai_tokens(text))
+        itos = make_vocab(counts, min_freq, max_vocab)
+        backend, settings = build_backend(model_of_backend(self.backend_tokenizer, sp.settings), itos)
+        return type(self)._from_backend(
+            backend, bos=SPACE + BOS, lang=lang, sentencepiece=settings, split_special_tokens=True
+        )
 
     # ------------------------------------------------------------------------------------------------------
     # SentencePiece: fastai's ids over the backend's (see sentencepiece_backend).

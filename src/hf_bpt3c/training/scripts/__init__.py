@@ -10,7 +10,7 @@ built from, for scripts of your own:
 - `predictions`: `write_predictions`, a predictions file from one classifier or an ensemble.
 """
 
-from .arguments import ClassifierArguments, DataArguments, LabelArguments, LanguageModelArguments
+from .arguments import TOKENIZER_TYPES, ClassifierArguments, DataArguments, LabelArguments, LanguageModelArguments
 from .classifier import build_classifier, train_classifier
 from .labels import PROBLEM_TYPES, Targets, encode_split, fit_targets, label_columns, model_targets
 from .language_model import (
@@ -19,6 +19,7 @@ from .language_model import (
     build_tokenizer,
     prepare_model,
     tokenize_streams,
+    tokenizer_settings,
     train_frozen_epochs,
     train_language_model,
 )
@@ -35,7 +36,17 @@ from .runs import (
     save_training_curves,
     steps_per_epoch,
 )
-from .texts import file_builder, iterate_texts, load_splits, read_test_texts
+from .texts import (
+    csv_options,
+    file_builder,
+    iterate_texts,
+    load_splits,
+    read_data_file,
+    read_documents,
+    read_records,
+    read_test_texts,
+    text_of,
+)
 
 __all__ = [
     "DataArguments",
@@ -46,6 +57,11 @@ __all__ = [
     "file_builder",
     "iterate_texts",
     "read_test_texts",
+    "read_data_file",
+    "read_documents",
+    "read_records",
+    "text_of",
+    "csv_options",
     "TRAINER_LOGGING_STEPS",
     "LOGS_PER_EPOCH",
     "parse_lr",
@@ -56,7 +72,9 @@ __all__ = [
     "save_training_curves",
     "last_checkpoint",
     "NEW_MODEL_SIZES",
+    "TOKENIZER_TYPES",
     "build_tokenizer",
+    "tokenizer_settings",
     "prepare_model",
     "tokenize_streams",
     "PerplexityCallback",

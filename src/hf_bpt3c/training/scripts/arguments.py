@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+TOKENIZER_TYPES = ("word", "sentencepiece")
+
 
 @dataclass
 class DataArguments:
@@ -94,6 +96,21 @@ class LanguageModelArguments:
     )
     max_vocab: int = field(default=60000, metadata={"help": "Vocabulary size when the tokenizer is built."})
     min_freq: int = field(default=3, metadata={"help": "Minimum count of a word kept in a built vocabulary."})
+    tokenizer_type: str | None = field(
+        default=None,
+        metadata={
+            "help": "Tokenizer built from the texts: 'word' (fastai's spaCy English) or 'sentencepiece' (fastai's "
+            "SentencePieceTokenizer, any language); default: the pretrained model's, else 'word'.",
+            "choices": TOKENIZER_TYPES,
+        },
+    )
+    lang: str | None = field(
+        default=None, metadata={"help": "Language of the texts (e.g. de); default: the pretrained model's, else en."}
+    )
+    sp_vocab_size: int | None = field(
+        default=None,
+        metadata={"help": "SentencePiece pieces to train (default: fastai's heuristic, a quarter of the words)."},
+    )
     embedding_size: int | None = field(default=None, metadata={"help": "Embedding size of a new model (400)."})
     hidden_size: int | None = field(default=None, metadata={"help": "LSTM hidden size of a new model (1152)."})
     num_hidden_layers: int | None = field(default=None, metadata={"help": "LSTM layers of a new model (3)."})

@@ -29,11 +29,53 @@ logger = logging.getLogger(__name__)
 NEW_MODEL_SIZES = {"embedding_size": 400, "hidden_size": 1152, "num_hidden_layers": 3}  # ULMFiT's
 
 
-def build_tokenizer(data: datasets.Dataset, column: str, max_vocab: int, min_freq: int) -> AwdLstmTokenizer:
-    """A fastai-style word vocabulary built from `data[column]`."""
-    logger.info("building a vocabulary from %d texts (max_vocab=%d, min_freq=%d)", len(data), max_vocab, min_freq)
+def build_tokenizer(
+    data: datasets.Dataset, column: str, model_args: LanguageModelArguments, pretrained: AwdLstmTokenizer | None = None
+) -> AwdLstmTokenizer:
+    """The vocabulary of `data[column]` (fastai's `make_vocab`, `--max_vocab`, `--min_freq`): with a `pretrained`
+    tokenizer, its splitting (a SentencePiece model is kept) over the new texts; else a new `--tokenizer_type`
+    tokenizer for `--lang` (SentencePiece: trained on the texts, `--sp_vocab_size` pieces)."""
+    kind, lang = tokenizer_settings(model_args, pretrained)
     texts = iterate_texts(data, column, "building the vocabulary")
-    return AwdLstmTokenizer.from_texts(texts, max_vocab=max_vocab, min_freq=min_freq)
+    logger.info("building a %s vocabulary (%s) from %d texts", kind, lang, len(data))
+    if pretrained is not None:
+        return pretrained.with_vocabulary(texts, max_vocab=model_args.max_vocab, min_freq=model_args.min_freq)
+    if kind == "word" and model_args.sp_vocab_size is not None:
+        raise ValueError("--sp_vocab_size is the size of a SentencePiece model: add --tokenizer_type sentencepiece")
+    return AwdLstmTokenizer.from_texts(
+        texts,
+        max_vocab=model_args.max_vocab,
+        min_freq=model_args.min_freq,
+        model=kind,
+        lang=lang,
+        **({"vocab_size": model_args.sp_vocab_size} if kind == "sentencepiece" else {}),
+    )
+
+
+def tokenizer_settings(model_args: LanguageModelArguments, pretrained: AwdLstmTokenizer | None) -> tuple[str, str]:
+    """The tokenizer type and language to build with: the given ones, or the pretrained tokenizer's (which the
+    given ones must match), else `word` and `en`. A word tokenizer for another language is refused (its rules are
+    spaCy's English)."""
+    kind, lang = model_args.tokenizer_type, model_args.lang
+    if pretrained is None:
+        kind, lang = kind or "word", lang or "en"
+        if kind == "word" and lang.split("-")[0].split("_")[0].lower() != "en":
+            raise ValueError(
+                f"--lang {lang}: the word tokenizer splits like spaCy's English; for another language add "
+                "--tokenizer_type sentencepiece (fastai's SentencePieceTokenizer)"
+            )
+        return kind, lang
+    own_kind, own_lang = pretrained.tokenizer_type, pretrained.init_kwargs.get("lang") or lang or "en"
+    if kind is not None and kind != own_kind:
+        raise ValueError(
+            f"--tokenizer_type {kind}: the pretrained model's tokenizer is {own_kind}; its vocabulary is mapped onto "
+            f"the new texts with its own splitting (leave --tokenizer_type out)"
+        )
+    if lang is not None and lang != own_lang:
+        raise ValueError(f"--lang {lang}: the pretrained model's tokenizer is for {own_lang!r}")
+    if model_args.sp_vocab_size is not None:
+        raise ValueError("--sp_vocab_size trains a new SentencePiece model: a pretrained model keeps its own")
+    return own_kind, own_lang
 
 
 def _pretrained_config(model_args: LanguageModelArguments) -> AwdLstmConfig:
@@ -74,7 +116,7 @@ def prepare_model(
         tokenizer = AwdLstmTokenizer.from_pretrained(model_args.tokenizer_name)
     if model_args.model_name_or_path is None:
         if tokenizer is None:
-            tokenizer = build_tokenizer(train_data, column, model_args.max_vocab, model_args.min_freq)
+            tokenizer = build_tokenizer(train_data, column, model_args)
         sizes = {
             k: getattr(model_args, k) if getattr(model_args, k) is not None else v for k, v in NEW_MODEL_SIZES.items()
         }
@@ -93,7 +135,7 @@ def prepare_model(
     if model_args.keep_vocab:
         return model, pretrained_tokenizer, {"start": source, "vocabulary": "the pretrained one"}
     if tokenizer is None:
-        tokenizer = build_tokenizer(train_data, column, model_args.max_vocab, model_args.min_freq)
+        tokenizer = build_tokenizer(train_data, column, model_args, pretrained=pretrained_tokenizer)
     transfer = adapt_vocabulary(model, pretrained_tokenizer, tokenizer)
     logger.info(
         "target vocabulary: %d tokens, %d (%.1f%%) with pretrained rows, the others start from the mean row",
@@ -270,6 +312,7 @@ def train_language_model(
 __all__ = [
     "NEW_MODEL_SIZES",
     "build_tokenizer",
+    "tokenizer_settings",
     "prepare_model",
     "tokenize_streams",
     "PerplexityCallback",

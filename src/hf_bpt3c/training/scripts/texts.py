@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import datasets
@@ -157,31 +157,47 @@ def read_documents(path: str, text_column: str = "text", what: str = "--text_fil
     document named after the file; a `.csv`, `.json` (a list of objects) or `.jsonl` file one per row, named
     `<stem>-<row>` from 1. `ValueError` naming the file, and the row where it applies, for a missing, empty, non-UTF-8
     or malformed file, a missing column, or a row whose text is missing, not a string or blank."""
-    _check_file(path, what)
     stem, suffix = Path(path).stem, Path(path).suffix.lower()
-    try:
-        content = Path(path).read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise ValueError(f"{what} {path} is not UTF-8 text (byte {err.start})") from None
     if suffix in (".txt", ".md", ""):
+        content = _read_text(path, what)
         if not content.strip():
             raise ValueError(f"{what} {path} holds no text")
         return [(stem, content)]
-    rows = _rows_of(path, suffix, content, what)
+    rows = read_records(path, what, [text_column])
+    return [(f"{stem}-{i}", text_of(row, text_column, path, what, i)) for i, row in enumerate(rows, 1)]
+
+
+def read_records(path: str, what: str, columns: Sequence[str] = ()) -> list[dict]:
+    """The rows of a `.csv` (every cell a string, read verbatim: `NA` stays `"NA"`), `.json` (a list of objects) or
+    `.jsonl` file, each holding `columns`. `ValueError` naming `what`, the file and the row (from 1) for a missing,
+    empty, non-UTF-8 or malformed file, a file without rows, a row that is not an object or lacks a column."""
+    rows = _rows_of(path, Path(path).suffix.lower(), _read_text(path, what), what)
     if not rows:
         raise ValueError(f"{what} {path} has no rows")
-    docs = []
     for i, row in enumerate(rows, 1):
         if not isinstance(row, dict):
-            raise ValueError(f"{what} {path}: row {i} is not an object with a {text_column!r} field")
-        if text_column not in row:
-            raise ValueError(f"{what} {path}: row {i} has no column {text_column!r} (columns: {', '.join(row)[:200]})")
-        text = row[text_column]
-        if not isinstance(text, str) or not text.strip():
-            found = "null" if text is None else f"{type(text).__name__} {str(text)[:40]!r}"
-            raise ValueError(f"{what} {path}: row {i} has no text in column {text_column!r} (found {found})")
-        docs.append((f"{stem}-{i}", text))
-    return docs
+            raise ValueError(f"{what} {path}: row {i} is not an object with the fields {', '.join(columns)}")
+        for column in columns:
+            if column not in row:
+                raise ValueError(f"{what} {path}: row {i} has no column {column!r} (columns: {', '.join(row)[:200]})")
+    return rows
+
+
+def text_of(row: dict, column: str, path: str, what: str, number: int) -> str:
+    """`row[column]` when it is a non-blank string, else a `ValueError` naming the file and the row."""
+    text = row[column]
+    if not isinstance(text, str) or not text.strip():
+        found = "null" if text is None else f"{type(text).__name__} {str(text)[:40]!r}"
+        raise ValueError(f"{what} {path}: row {number} has no text in column {column!r} (found {found})")
+    return text
+
+
+def _read_text(path: str, what: str) -> str:
+    _check_file(path, what)
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{what} {path} is not UTF-8 text (byte {err.start})") from None
 
 
 def _rows_of(path: str, suffix: str, content: str, what: str) -> list:
@@ -215,5 +231,7 @@ __all__ = [
     "load_splits",
     "read_data_file",
     "read_documents",
+    "read_records",
     "read_test_texts",
+    "text_of",
 ]
