@@ -43,6 +43,7 @@ from hf_bpt3c.serving.ensemble import problem_type_of
 from hf_bpt3c.training.scripts import (
     ClassifierArguments,
     DataArguments,
+    checked_start,
     encode_split,
     file_builder,
     label_columns,
@@ -62,6 +63,7 @@ METRICS_DIR = Path(__file__).resolve().parent / "metrics"  # local `evaluate` mo
 
 def is_classifier(model_name_or_path: str) -> bool:
     """Whether the checkpoint is a trained sequence classifier (not a language model)."""
+    checked_start(model_name_or_path, "language model or classifier")
     architectures = AwdLstmConfig.from_pretrained(model_name_or_path).architectures or []
     return AwdLstmForSequenceClassification.__name__ in architectures
 

@@ -55,6 +55,7 @@ from hf_bpt3c.training.scripts import (
     LabelArguments,
     LanguageModelArguments,
     build_tokenizer,
+    checked_start,
     label_columns,
     load_splits,
     mean_outputs,
@@ -266,6 +267,8 @@ def main() -> None:
     if training_args.do_predict:
         read_test_texts(args.test_file, data_args.text_column)  # a bad test file is refused before any training
     label_columns(args)  # argument errors before any work
+    if args.model_name_or_path:
+        checked_start(args.model_name_or_path, "language model")
     if args.quick:
         data_args.max_train_samples = data_args.max_train_samples or 160
         data_args.max_eval_samples = data_args.max_eval_samples or 80

@@ -319,3 +319,23 @@ def test_an_int8_model_refuses_conversion_and_stays_as_it_was(convert):
     assert {p.dtype for p in quantized.parameters()} == {torch.float32}
     assert torch.equal(quantized(ids).logits, before)
     quantized.float().cpu()  # conversions to what it already is are fine
+
+
+def test_a_starting_checkpoint_is_checked_before_any_lookup(tmp_path):
+    """--model_name_or_path: a missing local path (was: a Hub lookup for 29 s), a folder without config.json (was: a
+    misleading "lacks sizes" message), a classifier as a language model start (was: used silently, random decoder)."""
+    from hf_bpt3c.training.scripts import LanguageModelArguments, checked_start, prepare_model
+
+    (tmp_path / "empty").mkdir()
+    classifier = tmp_path / "classifier"
+    AwdLstmForSequenceClassification(small_config()).save_pretrained(classifier)
+    started = time.time()
+    with pytest.raises(ValueError, match="--model_name_or_path .*missing does not exist"):
+        checked_start(str(tmp_path / "missing"), "language model")
+    with pytest.raises(ValueError, match="is not a saved model: it has no config.json"):
+        checked_start(str(tmp_path / "empty"), "language model")
+    with pytest.raises(ValueError, match="is a classifier: start a language model from a language model"):
+        prepare_model(LanguageModelArguments(model_name_or_path=str(classifier)), None, None, "text")
+    assert time.time() - started < 10
+    assert checked_start(str(classifier), "language model or classifier") == str(classifier)
+    assert checked_start("someone/some-model", "language model") == "someone/some-model"  # a Hub id: from_pretrained's

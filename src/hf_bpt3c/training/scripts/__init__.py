@@ -28,6 +28,7 @@ from .predictions import mean_outputs, predicted_delimiter, predicted_values, wr
 from .runs import (
     LOGS_PER_EPOCH,
     TRAINER_LOGGING_STEPS,
+    checked_start,
     find_learning_rate,
     last_checkpoint,
     log_for_curves,
@@ -65,6 +66,7 @@ __all__ = [
     "TRAINER_LOGGING_STEPS",
     "LOGS_PER_EPOCH",
     "parse_lr",
+    "checked_start",
     "steps_per_epoch",
     "log_for_curves",
     "find_learning_rate",

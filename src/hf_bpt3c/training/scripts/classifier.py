@@ -14,12 +14,20 @@ from ..recipe import num_training_steps, ulmfit_optimizers
 from .arguments import ClassifierArguments
 from .labels import Targets, encode_split, fit_targets
 from .metrics import CARD_METRICS, metrics_for
-from .runs import last_checkpoint, log_for_curves, parse_lr, resolve_lr, save_training_curves, steps_per_epoch
+from .runs import (
+    checked_start,
+    last_checkpoint,
+    log_for_curves,
+    parse_lr,
+    resolve_lr,
+    save_training_curves,
+    steps_per_epoch,
+)
 
 
 def build_classifier(args: ClassifierArguments, targets: Targets) -> AwdLstmForSequenceClassification:
     """The classifier with the LM's encoder weights, fastai's classifier dropouts and these targets."""
-    config = AwdLstmConfig.from_pretrained(args.model_name_or_path)
+    config = AwdLstmConfig.from_pretrained(checked_start(args.model_name_or_path, "language model or classifier"))
     preset = AwdLstmConfig.for_classification(drop_mult=args.drop_mult)
     for name in ("embedding_dropout", "weight_dropout", "input_dropout", "hidden_dropout", "output_dropout"):
         setattr(config, name, getattr(preset, name))

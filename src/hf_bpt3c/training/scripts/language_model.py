@@ -21,7 +21,15 @@ from ..data import LMStreamDataset
 from ..params import freeze_to, layer_groups
 from ..recipe import num_training_steps, ulmfit_optimizers
 from .arguments import LanguageModelArguments
-from .runs import last_checkpoint, log_for_curves, parse_lr, resolve_lr, save_training_curves, steps_per_epoch
+from .runs import (
+    checked_start,
+    last_checkpoint,
+    log_for_curves,
+    parse_lr,
+    resolve_lr,
+    save_training_curves,
+    steps_per_epoch,
+)
 from .texts import iterate_texts
 
 logger = logging.getLogger(__name__)
@@ -129,7 +137,7 @@ def prepare_model(
             **sizes,
         )
         return AwdLstmForCausalLM(config), tokenizer, {"start": "from scratch"}
-    source = model_args.model_name_or_path
+    source = checked_start(model_args.model_name_or_path, "language model")
     model = AwdLstmForCausalLM.from_pretrained(source, config=_pretrained_config(model_args))
     pretrained_tokenizer = AwdLstmTokenizer.from_pretrained(source)
     if model_args.keep_vocab:

@@ -4,6 +4,7 @@ suggestion), enough logging for the training curves and their figure, and the ch
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import os
@@ -33,6 +34,35 @@ def parse_lr(value: str | float, name: str = "--lr") -> float | None:
     if not (lr > 0 and math.isfinite(lr)):
         raise ValueError(f"{name} must be a positive number or 'auto', got {value!r}")
     return lr
+
+
+def checked_start(path: str, expected: str, flag: str = "--model_name_or_path") -> str:
+    """`path` as a starting checkpoint of the `expected` kind ("language model" or "classifier"): a local path that
+    does not exist, a folder without `config.json`, or a classifier given where a language model is expected is a
+    `ValueError` naming `flag` (instead of a Hub lookup for a local path, a misleading message, or a language model
+    silently started from a classifier's encoder with a random decoder). A Hub id (`user/name`) is left to
+    `from_pretrained`."""
+    local = os.path.isabs(path) or path.startswith(("./", "../", "~")) or os.path.exists(path)
+    if not local:
+        return path
+    folder = os.path.expanduser(path)
+    if not os.path.exists(folder):
+        raise ValueError(f"{flag} {path} does not exist (a local folder saved with save_pretrained, or a Hub id)")
+    config = os.path.join(folder, "config.json")
+    if not os.path.isfile(config):
+        raise ValueError(f"{flag} {path} is not a saved model: it has no config.json")
+    if expected == "language model":
+        try:
+            with open(config, encoding="utf-8") as file:
+                architectures = json.loads(file.read(1 << 20)).get("architectures") or []
+        except (ValueError, AttributeError):
+            architectures = []  # from_pretrained names what is wrong with it
+        if any(str(name).endswith("ForSequenceClassification") for name in architectures):
+            raise ValueError(
+                f"{flag} {path} is a classifier: start a language model from a language model (run_ulmfit.py "
+                "keeps it in language_model/ next to the classifier)"
+            )
+    return path
 
 
 def steps_per_epoch(num_examples: int, training_args: TrainingArguments) -> int:
@@ -109,6 +139,7 @@ def last_checkpoint(output_dir: str) -> str | None:
 
 
 __all__ = [
+    "checked_start",
     "TRAINER_LOGGING_STEPS",
     "LOGS_PER_EPOCH",
     "parse_lr",
