@@ -1,9 +1,10 @@
 """The `hf-bpt3c` command line (one subcommand per task).
 
-hf-bpt3c convert-fastai WEIGHTS --vocab ITOS --out DIR [--target-vocab ITOS2] [--backwards]
-                        [--bptt 72] [--max-len 1440] [--labels neg,pos | --labels @FILE] [--overwrite]
-hf-bpt3c fetch-fastai   {wt103-fwd,wt103-bwd} --out DIR [--base-url URL] [--archive PATH] [--cache-dir DIR]
-                        [--overwrite] [--bptt 72] [--max-len 1440] [--max-extract-bytes SIZE]
+hf-bpt3c convert-fastai WEIGHTS --vocab ITOS --out DIR [--sp-model spm.model] [--lang xx] [--target-vocab ITOS2]
+                        [--backwards] [--bptt 72] [--max-len 1440] [--labels neg,pos | --labels @FILE] [--overwrite]
+hf-bpt3c fetch-fastai   [wt103-fwd | wt103-bwd | URL] --out DIR [--direction fwd|bwd] [--lang xx] [--base-url URL]
+                        [--archive PATH] [--cache-dir DIR] [--overwrite] [--bptt 72] [--max-len 1440]
+                        [--max-extract-bytes SIZE]
 hf-bpt3c export-onnx    MODEL_DIR --out DIR [--int8] [--opset 17]
 hf-bpt3c env            versions, CPU capability, whether bfloat16 is native here
 """
@@ -20,7 +21,13 @@ import torch
 import transformers
 
 from . import __version__
-from .convert.from_fastai import FASTAI_BASE_URL_ENV, FASTAI_PRETRAINED, FastaiConversion, convert_fastai, fetch_fastai
+from .convert.from_fastai import (
+    FASTAI_BASE_URL_ENV,
+    FASTAI_PRETRAINED,
+    FastaiConversion,
+    convert_fastai,
+    fetch_fastai,
+)
 from .convert.safety import MAX_ARCHIVE_BYTES_ENV, ArchiveLimits, parse_size, terminate_cleanly
 from .models.awd_lstm.hardware import bf16_is_native, cpu_summary
 
@@ -51,6 +58,8 @@ def _convert_fastai(args: argparse.Namespace) -> int:
         max_len=args.max_len,
         overwrite=args.overwrite,
         labels=None if args.labels is None else read_labels(args.labels),
+        sp_model=args.sp_model,
+        lang=args.lang,
     )
     _print_conversion(result)
     return 0
@@ -67,9 +76,14 @@ def _fetch_fastai(args: argparse.Namespace) -> int:
         bptt=args.bptt,
         max_len=args.max_len,
         limits=_limits(args.max_extract_bytes),
+        direction=args.direction,
+        lang=args.lang,
     )
     how = "used the cached" if fetched.from_cache else "downloaded the" if fetched.url else "read the local"
     print(f"{how} archive {fetched.archive}" + (f" ({fetched.url})" if fetched.url else ""))
+    if fetched.layout == "fastai_ulmfit":
+        lang = f"{fetched.lang} (from {fetched.lang_source})" if fetched.lang else "unknown (pass --lang)"
+        print(f"fastai_ulmfit archive: the {fetched.direction} model, language {lang}")
     _print_conversion(fetched.conversion)
     return 0
 
@@ -89,6 +103,8 @@ def _print_conversion(result: FastaiConversion) -> None:
         f"embedding {config.embedding_size}, hidden {config.hidden_size}, {config.num_hidden_layers} layers"
         f"{', backwards' if config.backwards else ''}) into {result.out_dir}"
     )
+    if result.tokenizer == "sentencepiece":
+        print(f"tokenizer: SentencePiece{f' (language {result.lang})' if result.lang else ''}")
     if result.kind == "classifier":
         print(f"classes: {', '.join(config.id2label[i] for i in range(config.num_labels))}")
     for note in result.notes:
@@ -128,6 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("weights", metavar="WEIGHTS", help=".pth/.h5 state dict or fastai {'model':..., 'opt':...}")
     convert.add_argument("--vocab", required=True, metavar="ITOS", help="the checkpoint's pickled itos list")
     convert.add_argument("--out", required=True, metavar="DIR", help="output folder (must be empty or new)")
+    convert.add_argument(
+        "--sp-model",
+        metavar="SPM",
+        help="the SentencePiece model (spm.model) of a checkpoint trained with fastai's SentencePieceTokenizer, such "
+        "as fastai_ulmfit's: the tokenizer is then SentencePiece instead of fastai's English words",
+    )
+    convert.add_argument("--lang", metavar="CODE", help="language code recorded in the tokenizer and model card (de)")
     convert.add_argument("--target-vocab", metavar="ITOS2", help="map the embedding onto this vocabulary by token")
     convert.add_argument("--backwards", action="store_true", help="the checkpoint is a backward model")
     convert.add_argument("--bptt", type=int, default=72, help="BPT3C chunk length (default: 72)")
@@ -156,19 +179,41 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_fetch_parser(commands) -> None:
     fetch = commands.add_parser(
         "fetch-fastai",
-        help="download fastai's pretrained WikiText-103 AWD-LSTM and convert it (a ULMFiT start in one command)",
+        help="download a pretrained ULMFiT language model (fastai's WikiText-103, or fastai_ulmfit's) and convert it",
         description="Download fastai's pretrained WikiText-103 language model (the archive that "
-        "language_model_learner(..., pretrained=True) uses: URLs.WT103_FWD / URLs.WT103_BWD), check and extract "
-        "it safely, and convert it into a Hub-ready folder (model, tokenizer, model card).",
+        "language_model_learner(..., pretrained=True) uses: URLs.WT103_FWD / URLs.WT103_BWD), or a fastai_ulmfit "
+        "archive from its URL (SentencePiece models of Wikipedia in 13 languages, e.g. https://bit.ly/ulmfit-dewiki; "
+        "redirects are followed), check and extract it safely, and convert it into a Hub-ready folder (model, "
+        "tokenizer, model card).",
     )
-    fetch.add_argument("name", choices=sorted(FASTAI_PRETRAINED), help="forward or backward model")
+    fetch.add_argument(
+        "name",
+        nargs="?",
+        metavar="NAME_OR_URL",
+        help=f"{' or '.join(sorted(FASTAI_PRETRAINED))}, or the URL of a fastai_ulmfit archive (not needed with "
+        "--archive)",
+    )
     fetch.add_argument("--out", required=True, metavar="DIR", help="output folder (must be empty or new)")
+    fetch.add_argument(
+        "--direction",
+        choices=("fwd", "bwd"),
+        help="which model of a fastai_ulmfit archive: forward (fwd, the default) or backward (bwd)",
+    )
+    fetch.add_argument(
+        "--lang",
+        metavar="CODE",
+        help="language code (de) when the archive records none in model.json or its name (ulmfit-dewiki)",
+    )
     fetch.add_argument(
         "--base-url",
         metavar="URL",
         help=f"mirror of fastai's model zoo to download from (default: ${FASTAI_BASE_URL_ENV}, else fastai's URL)",
     )
-    fetch.add_argument("--archive", metavar="PATH", help="use this local copy of the .tgz archive (no download)")
+    fetch.add_argument(
+        "--archive",
+        metavar="PATH",
+        help="use this local copy of the .tgz archive (no download); its layout, WT103 or fastai_ulmfit, is detected",
+    )
     fetch.add_argument(
         "--cache-dir", metavar="DIR", help="where downloaded archives are kept (default: $HF_HOME/hf_bpt3c/fastai)"
     )

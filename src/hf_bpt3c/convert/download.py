@@ -3,12 +3,15 @@
 - `cached_download(url, path)`: reuse `path` when it exists (no request at all); otherwise stream `url` with
   `urllib.request` (a timeout per read, a size cap and a time limit for the whole download, a progress bar) into
   a hidden temporary file next to `path` and rename it into place with `os.replace` once every byte announced by
-  Content-Length has arrived. An interrupted download (an error, a limit, SIGTERM) never leaves a file at `path`
-  nor its `.part` file.
+  Content-Length has arrived. HTTP redirects (301, 302, 303, 307, 308: short links such as bit.ly) are followed,
+  at most `MAX_REDIRECTS` of them and only to http:// or https:// URLs. An interrupted download (an error, a
+  limit, SIGTERM) never leaves a file at `path` nor its `.part` file.
 - `extract_files(archive, dest, suffixes)`: open a gzip tar, check every member first (no absolute path, no `..`,
   no link, device or sparse file, at most one top folder, sizes and count within `ArchiveLimits`) and copy exactly
   one regular file per suffix into `dest`, under names built here; nothing is written anywhere else. The limits
   are enforced on the decompressed stream itself, not only on the sizes the headers declare.
+- `extract_members(archive, dest, choose)`: the same checks and copy for archives of another layout, where the
+  function `choose` picks the members (`member_parts` gives it the checked path of each).
 
 Nothing here knows about fastai or the conversion (see `hf_bpt3c.convert.fetch_fastai`); the limits and their
 environment variables are in `hf_bpt3c.convert.safety`.
@@ -27,7 +30,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
 from huggingface_hub import constants
@@ -53,6 +56,8 @@ from .safety import (
 TIMEOUT_S = 60.0
 CHUNK_BYTES = 1 << 20
 URL_SCHEMES = ("http", "https", "file")
+MAX_REDIRECTS = 10
+REDIRECT_SCHEMES = ("http", "https")
 
 
 class DownloadError(OSError, ValueError):
@@ -149,7 +154,7 @@ def _fetch_into(url: str, out, label: str, timeout: float, max_bytes: int, time_
     that the time limit is checked at least every `timeout` seconds even when a server trickles bytes."""
     deadline = time.monotonic() + time_limit
     request = urllib.request.Request(url, headers={"User-Agent": "hf_bpt3c"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
+    with urllib.request.build_opener(_RedirectHandler).open(request, timeout=timeout) as response:
         length = response.headers.get("Content-Length")
         total = int(length) if length and length.isdigit() else None
         if total is not None and total > max_bytes:
@@ -175,6 +180,44 @@ def _fetch_into(url: str, out, label: str, timeout: float, max_bytes: int, time_
                     )
     if total is not None and received != total:
         raise DownloadError(f"the connection closed after {received} of {total} bytes")
+
+
+class _RedirectHandler(urllib.request.HTTPRedirectHandler):
+    """urllib's redirect handling with 308 added (Python < 3.11 lacks it), at most `MAX_REDIRECTS` redirects in
+    all, and only to http:// and https:// URLs (urllib itself would also follow one to ftp://)."""
+
+    max_redirections = MAX_REDIRECTS
+    inf_msg = f"too many redirects (more than {MAX_REDIRECTS}) or a redirect loop; the last one was "
+
+    def http_error_302(self, req, fp, code, msg, headers):
+        target = headers.get("location") or headers.get("uri")
+        if target is not None:
+            _check_redirect(req.full_url, urllib.parse.urljoin(req.full_url, target), fp)
+        return super().http_error_302(req, fp, code, msg, headers)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        if code not in (301, 302, 303, 307, 308) or req.get_method() not in ("GET", "HEAD"):
+            raise urllib.error.HTTPError(req.full_url, code, msg, headers, fp)
+        _check_redirect(req.full_url, newurl, fp)
+        kept = {k: v for k, v in req.headers.items() if k.lower() not in ("content-length", "content-type")}
+        return urllib.request.Request(
+            newurl.replace(" ", "%20"),
+            headers=kept,
+            origin_req_host=req.origin_req_host,
+            unverifiable=True,
+            method="HEAD" if req.get_method() == "HEAD" else "GET",
+        )
+
+
+def _check_redirect(url: str, target: str, fp) -> None:
+    """`DownloadError` (the response closed) when `url` redirects to anything but an http:// or https:// URL."""
+    if urllib.parse.urlsplit(target).scheme not in REDIRECT_SCHEMES:
+        fp.close()
+        raise DownloadError(
+            f"{url} redirects to {target[:200]!r}, which is not an http:// or https:// URL (not followed)"
+        )
 
 
 def _reason(err: BaseException) -> str:
@@ -287,7 +330,7 @@ def _check_member(archive: Path, member: tarfile.TarInfo, limits: ArchiveLimits,
         )
 
 
-def _member_parts(archive: Path, member: tarfile.TarInfo) -> tuple[str, ...]:
+def member_parts(archive: Path, member: tarfile.TarInfo) -> tuple[str, ...]:
     """The path components of a safe member name (`./` removed); `ValueError` for an absolute path, a `..`
     component, a backslash or drive letter, a control character, or a member that is neither a regular file nor a
     directory."""
@@ -316,7 +359,7 @@ def select_members(
     found: dict[str, list[tarfile.TarInfo]] = {suffix: [] for suffix in suffixes}
     folders, names = set(), set()
     for member in members:
-        parts = _member_parts(archive, member)
+        parts = member_parts(archive, member)
         if len(parts) > 2 or (member.isdir() and len(parts) > 1):
             raise ValueError(f"ARCHIVE {archive} refused: unexpected nested member {member.name!r}")
         if member.isdir() or not parts:
@@ -352,19 +395,44 @@ def extract_files(
     The limits hold for the bytes actually decompressed and written, whatever the headers declare; a file cut
     short by a limit or an error is removed. Returns `{suffix: extracted path}`.
     """
+    return extract_members(archive, dest, lambda path, members: select_members(path, members, suffixes), limits=limits)
+
+
+Chooser = Callable[[Path, Sequence[tarfile.TarInfo]], Mapping[str, tarfile.TarInfo]]
+
+
+def extract_members(
+    archive: str | os.PathLike,
+    dest: str | os.PathLike,
+    choose: Chooser,
+    *,
+    limits: ArchiveLimits | None = None,
+) -> dict[str, Path]:
+    """Copy the members that `choose(archive, members)` picks (`{key: member}`) from the gzip tar `archive` into
+    the existing folder `dest`, as `dest/<base name of the member>`; returns `{key: extracted path}`.
+
+    All members are read and checked first, as for `extract_files` (sizes, count, ratio, sparse members), then
+    `choose` sees them; afterwards every member must pass `member_parts` (no absolute path, `..`, link, device),
+    whatever `choose` checked itself, each chosen one must be a regular file, and the base names must differ.
+    """
     archive, dest = Path(archive), Path(dest)
     limits = (limits or ArchiveLimits()).resolved()
     extracted: dict[str, Path] = {}
     with _open_gzip_tar(archive, limits) as (tar, members):
-        chosen = select_members(archive, members, suffixes)
+        chosen = dict(choose(archive, members))
+        for member in members:
+            member_parts(archive, member)
+        names = [PurePosixPath(member.name).name for member in chosen.values()]
+        if len(set(names)) != len(names) or not all(member.isreg() for member in chosen.values()):
+            raise ValueError(f"ARCHIVE {archive} refused: the chosen members {sorted(names)} are not distinct files")
         try:
-            for suffix, member in chosen.items():
+            for key, member in chosen.items():
                 target = dest / PurePosixPath(member.name).name
                 try:
                     _copy_member(tar, member, target, limits.max_member_bytes)
                 except _READ_ERRORS as err:
                     raise ValueError(f"ARCHIVE {archive} is truncated or corrupted at {member.name!r}: {err}") from None
-                extracted[suffix] = target
+                extracted[key] = target
         except BaseException:
             for path in extracted.values():
                 path.unlink(missing_ok=True)
@@ -392,12 +460,15 @@ def _copy_member(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path, ma
 
 
 __all__ = [
+    "MAX_REDIRECTS",
     "ArchiveLimits",
     "DownloadError",
     "cache_root",
     "cached_download",
     "check_url",
     "extract_files",
+    "extract_members",
     "fastai_cache_dir",
+    "member_parts",
     "select_members",
 ]
