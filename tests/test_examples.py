@@ -184,6 +184,8 @@ def test_run_ulmfit_quick_in_german_with_sentencepiece(data_dir, tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(out)
     assert tokenizer.tokenizer_type == "sentencepiece" and tokenizer.init_kwargs["lang"] == "de"
     assert tokenizer.convert_ids_to_tokens(tokenizer("Wien")["input_ids"])[:2] == ["▁xxbos", "▁xxmaj"]
+    assert ModelCard.load(out / "README.md").data.language == "de"
+    assert "English is assumed" not in (out / "language_model" / "README.md").read_text()
     classify = pipeline("text-classification", model=str(out))
     assert (
         classify("Der Nationalrat beschließt das Budget.")[0]["label"]

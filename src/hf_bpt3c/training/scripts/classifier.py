@@ -15,6 +15,7 @@ from .arguments import ClassifierArguments
 from .labels import Targets, encode_split, fit_targets
 from .metrics import CARD_METRICS, metrics_for
 from .runs import (
+    card_language,
     checked_start,
     last_checkpoint,
     log_for_curves,
@@ -108,6 +109,7 @@ def train_classifier(
             "batch size": training_args.per_device_train_batch_size,
             "training documents": len(train_data),
         },
+        **card_language(trainer.processing_class),
     }
     trainer.save_model(training_args.output_dir)
     tokenizer.save_pretrained(training_args.output_dir)

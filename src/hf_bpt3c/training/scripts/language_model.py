@@ -22,6 +22,7 @@ from ..params import freeze_to, layer_groups
 from ..recipe import num_training_steps, ulmfit_optimizers
 from .arguments import LanguageModelArguments
 from .runs import (
+    card_language,
     checked_start,
     last_checkpoint,
     log_for_curves,
@@ -306,7 +307,8 @@ def train_language_model(
             "backwards": config.backwards,
             "AR/TAR": f"{model_args.ar_alpha}/{model_args.tar_beta}",
             "tokens per epoch": len(train_data) * config.bptt,
-        }
+        },
+        **card_language(tokenizer),
     }
     trainer.save_model(training_args.output_dir)
     tokenizer.save_pretrained(training_args.output_dir)

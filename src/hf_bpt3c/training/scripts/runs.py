@@ -36,6 +36,12 @@ def parse_lr(value: str | float, name: str = "--lr") -> float | None:
     return lr
 
 
+def card_language(tokenizer) -> dict:
+    """`{"language": ...}` for the model card from the tokenizer's recorded `lang` (none when unknown)."""
+    lang = (getattr(tokenizer, "init_kwargs", None) or {}).get("lang")
+    return {"language": lang} if isinstance(lang, str) and lang else {}
+
+
 def checked_start(path: str, expected: str, flag: str = "--model_name_or_path") -> str:
     """`path` as a starting checkpoint of the `expected` kind ("language model" or "classifier"): a local path that
     does not exist, a folder without `config.json`, or a classifier given where a language model is expected is a
@@ -139,6 +145,7 @@ def last_checkpoint(output_dir: str) -> str | None:
 
 
 __all__ = [
+    "card_language",
     "checked_start",
     "TRAINER_LOGGING_STEPS",
     "LOGS_PER_EPOCH",
