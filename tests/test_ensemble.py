@@ -1,22 +1,34 @@
 """`ensemble_predict`: the mean of the models' probabilities, in the texts' order, checked against each model run
-on one document at a time."""
+on one document at a time; and the ensemble saved as one model (`AwdLstmEnsembleForSequenceClassification`) loaded
+as remote code without the package and round-tripped through the (fake) Hub."""
 
 from __future__ import annotations
 
+import json
 import random
+import textwrap
 
 import numpy as np
 import pytest
 import torch
-from conftest import small_config
+from conftest import run_without_hf_bpt3c, small_config
+from fake_hub import FakeHub, fake_hub_fixture  # noqa: F401 (fake_hub_fixture: the `fake_hub` fixture)
+from huggingface_hub import ModelCard
+from test_core_boundary import CORE
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
 from hf_bpt3c import (
+    AwdLstmConfig,
+    AwdLstmEnsembleConfig,
+    AwdLstmEnsembleForSequenceClassification,
     AwdLstmForCausalLM,
     AwdLstmForSequenceClassification,
     AwdLstmTokenizer,
     EnsemblePrediction,
     ensemble_predict,
 )
+from hf_bpt3c.model_card import MODEL_CARD_MARKER
 
 WORDS = "the film was good bad long short plot actor music scene end very not quite fine".split()
 LABELS = {0: "neg", 1: "mixed", 2: "pos"}
@@ -120,3 +132,118 @@ def test_errors_name_the_argument(tokenizer):
         ensemble_predict([model], tokenizer, ["  "])
     with pytest.raises(ValueError, match="batch_size"):
         ensemble_predict([model], tokenizer, ["good"], batch_size=0)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The ensemble as one model (`AwdLstmEnsembleForSequenceClassification`): remote code, the Hub
+# ----------------------------------------------------------------------------------------------------------------
+
+ENSEMBLE_LOADER = textwrap.dedent(
+    """
+    import json, sys
+
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    folder, texts = sys.argv[1], json.loads(sys.argv[2])
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
+    model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True).eval()
+    batch = tokenizer(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**batch).logits
+    print(json.dumps({
+        "ids": batch["input_ids"].tolist(),
+        "logits": logits.tolist(),
+        "model": f"{type(model).__module__}.{type(model).__name__}",
+        "members": [type(m).__module__ for m in model.members],
+    }))
+    """
+)
+
+
+def ensemble_of(
+    tokenizer, problem_type: str = "single_label_classification"
+) -> AwdLstmEnsembleForSequenceClassification:
+    """A forward and a backward member with non-trivial BatchNorm statistics."""
+    members = [classifier(tokenizer, 5, problem_type=problem_type), classifier(tokenizer, 6, backwards=True)]
+    members[1].config.problem_type = problem_type
+    with torch.no_grad():
+        for model in members:
+            for block in model.classifier.blocks:
+                block.batch_norm.running_mean.normal_(0, 0.3)
+                block.batch_norm.running_var.uniform_(0.2, 2.0)
+    return AwdLstmEnsembleForSequenceClassification.from_members(members)
+
+
+@pytest.mark.parametrize("problem_type", ["single_label_classification", "multi_label_classification"])
+def test_saved_ensemble_loads_as_remote_code_without_the_package(tokenizer, tmp_path, problem_type):
+    ensemble = ensemble_of(tokenizer, problem_type)
+    ensemble.save_pretrained(tmp_path / "ensemble")
+    tokenizer.save_pretrained(tmp_path / "ensemble")
+    texts = texts_of_varied_lengths(5)
+    result = run_without_hf_bpt3c(ENSEMBLE_LOADER, str(tmp_path / "ensemble"), json.dumps(texts), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    assert loaded["model"].startswith("transformers_modules.")
+    assert loaded["model"].endswith(".modeling_awd_lstm_ensemble.AwdLstmEnsembleForSequenceClassification")
+    assert all(module.startswith("transformers_modules.") for module in loaded["members"])
+    batch = tokenizer(texts, padding=True, return_tensors="pt")
+    assert loaded["ids"] == batch["input_ids"].tolist()
+    with torch.no_grad():
+        expected = ensemble(**batch).logits
+    torch.testing.assert_close(torch.tensor(loaded["logits"]), expected, atol=1e-6, rtol=0)
+
+
+@pytest.fixture
+def without_local_ensemble(monkeypatch):
+    """Hide hf_bpt3c's Auto registrations of the ensemble and its members, so that `trust_remote_code=True`
+    imports the code stored on the Hub."""
+    ours = (AwdLstmConfig.model_type, AwdLstmEnsembleConfig.model_type)
+    extra = {k: v for k, v in CONFIG_MAPPING._extra_content.items() if k not in ours}
+    monkeypatch.setattr(CONFIG_MAPPING, "_extra_content", extra)
+    mapping = AutoModelForSequenceClassification._model_mapping
+    kept = {k: v for k, v in mapping._extra_content.items() if k not in (AwdLstmConfig, AwdLstmEnsembleConfig)}
+    monkeypatch.setattr(mapping, "_extra_content", kept)
+
+
+def test_push_to_hub_uploads_one_repository_that_loads_back(tokenizer, fake_hub: FakeHub, request):
+    ensemble = ensemble_of(tokenizer)
+    ensemble.model_card_info = {
+        "eval_results": {
+            "accuracy": 0.84,
+            "forward_accuracy": 0.81,
+            "backward_accuracy": 0.79,
+            "split": "validation",
+            "task": "text-classification",
+        },
+        "training": "ULMFiT's forward + backward ensemble.",
+    }
+    tokenizer.push_to_hub("user/ensemble")
+    ensemble.push_to_hub("user/ensemble")
+
+    files = fake_hub.files("user/ensemble")
+    core = {p.name for p in CORE.glob("*.py") if p.name != "__init__.py"}
+    assert {"config.json", "model.safetensors", "tokenizer_config.json", "README.md"} <= set(files)
+    assert {"modeling_awd_lstm_ensemble.py", "configuration_awd_lstm_ensemble.py", "modeling_awd_lstm.py"} <= set(files)
+    assert {name for name in files if name.endswith(".py")} <= core
+    assert [name for name in files if name.lower().endswith(".md")] == ["README.md"]  # one model card
+    card = ModelCard(files["README.md"].decode())
+    assert MODEL_CARD_MARKER in card.text and "AwdLstmEnsembleForSequenceClassification" in card.text
+    metrics = {r.metric_type: r.metric_value for r in card.data.eval_results}
+    assert metrics == {"accuracy": 0.84, "forward_accuracy": 0.81, "backward_accuracy": 0.79}
+    assert "| 0 | forward |" in card.text and "| 1 | backward |" in card.text  # the members
+    assert "ensemble" in card.data.tags and card.data.pipeline_tag == "text-classification"
+
+    texts = texts_of_varied_lengths(4)
+    batch = tokenizer(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        expected = ensemble(**batch).logits
+        loaded = AutoModelForSequenceClassification.from_pretrained("user/ensemble").eval()
+        assert type(loaded) is AwdLstmEnsembleForSequenceClassification
+        hub_tokenizer = AutoTokenizer.from_pretrained("user/ensemble")
+        assert hub_tokenizer(texts)["input_ids"] == tokenizer(texts)["input_ids"]
+        torch.testing.assert_close(loaded(**batch).logits, expected, atol=1e-6, rtol=0)
+        request.getfixturevalue("without_local_ensemble")  # and as remote code, from the Hub's files
+        remote = AutoModelForSequenceClassification.from_pretrained("user/ensemble", trust_remote_code=True).eval()
+        assert type(remote).__module__.startswith("transformers_modules.")
+        torch.testing.assert_close(remote(**batch).logits, expected, atol=1e-6, rtol=0)

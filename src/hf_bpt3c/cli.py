@@ -236,7 +236,7 @@ def _add_fetch_parser(commands) -> None:
 def _add_export_onnx_parser(commands) -> None:
     export = commands.add_parser(
         "export-onnx",
-        help="export a BPT3C classifier folder to ONNX (chunk step + head) for onnxruntime",
+        help="export a BPT3C classifier (or ensemble) folder to ONNX (chunk step + head) for onnxruntime",
         description="Export a saved AwdLstmForSequenceClassification folder into chunk_step.onnx (embedding + LSTMs "
         "over one chunk, the state in and out) and head.onnx (the classifier head), with its config and tokenizer; "
         "hf_bpt3c.serving.onnx.OnnxClassifier runs them.",

@@ -12,14 +12,22 @@ loop stays in Python:
 - `config.json`, the tokenizer files when the model folder has a tokenizer, and `onnx_export.json` (the manifest:
   which files, opset, int8) that marks the folder as an export, which a later export may replace.
 
+An ensemble (`AwdLstmEnsembleForSequenceClassification`, or its folder) is exported member by member: `member-0/`,
+`member-1/`, ... each hold one member's export as above (graphs, int8 graphs with `int8=True`, its config.json and
+its own manifest); the top folder holds the ensemble's config.json, the tokenizer and a manifest whose `ensemble`
+entry lists the member folders and the problem type (`{"members": ["member-0", ...], "problem_type": ...}`).
+`OnnxClassifier` on such an export runs every member and combines their logits with the PyTorch ensemble's rule
+(`mean_prediction_logits`).
+
 `--out` may be new, empty, or a previous export: a folder whose every entry is a regular file listed in its manifest
 and named as an export's files are (`*.onnx`, `config.json`, tokenizer files, the core's modules shipped as remote
-code); anything else (a user's file, a subfolder, a link) is refused and nothing is touched, whatever the manifest
-says. An existing folder is updated file by file (it may be a mount point, which cannot be renamed), through a
-hidden staging folder inside it that is removed on every exit, SIGTERM included. The opset is checked up front
-(`supported_opsets()`: 7, the first with the LSTM that ONNX Runtime runs, to the newest torch's exporter writes)
-and every graph written is loaded back (with ONNX Runtime, or ONNX's checker without it) before the export
-replaces anything.
+code), plus, for an ensemble's export, the member folders its manifest lists (`member-<i>`, real folders that are
+empty or hold one member's export by the same rule); anything else (a user's file, another subfolder, a link) is
+refused and nothing is touched, whatever the manifest says. An existing folder is updated file by file (it may be
+a mount point, which cannot be renamed; an existing member folder too), through a hidden staging folder inside it
+that is removed on every exit, SIGTERM included. The opset is checked up front (`supported_opsets()`: 7, the first
+with the LSTM that ONNX Runtime runs, to the newest torch's exporter writes) and every graph written is loaded back
+(with ONNX Runtime, or ONNX's checker without it) before the export replaces anything.
 
 `OnnxClassifier` is `AwdLstmForSequenceClassification.forward` in inference with the graphs for the arithmetic: it
 validates and left-justifies the documents with the model's own functions, plans the chunks with
@@ -52,7 +60,13 @@ from ..convert.safety import terminate_cleanly
 from ..models.awd_lstm import modeling_awd_lstm
 from ..models.awd_lstm.bpt3c_plan import ConcatPool, plan_chunks, run_plan, shift_right
 from ..models.awd_lstm.configuration_awd_lstm import AwdLstmConfig
+from ..models.awd_lstm.configuration_awd_lstm_ensemble import AwdLstmEnsembleConfig
 from ..models.awd_lstm.modeling_awd_lstm import AwdLstmForSequenceClassification, justified_documents
+from ..models.awd_lstm.modeling_awd_lstm_ensemble import (
+    AwdLstmEnsembleForSequenceClassification,
+    mean_prediction_logits,
+    problem_type_of,
+)
 
 MANIFEST = "onnx_export.json"
 STEP_FILE, HEAD_FILE = "chunk_step.onnx", "head.onnx"
@@ -68,6 +82,9 @@ EXPORT_FILE = re.compile(
     r"^(?:[\w.-]+\.onnx|config\.json|onnx_export\.json|tokenizer[\w.-]*\.json|special_tokens_map\.json|"
     r"added_tokens\.json|chat_template\.jinja|vocab\.(?:json|txt)|merges\.txt|[\w.-]+\.model)$"
 )
+# The folders of an ensemble's export, one per member (`member-0`, `member-1`, ...), and its problem types.
+MEMBER_DIR = re.compile(r"^member-(?:0|[1-9][0-9]{0,3})$")
+PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")
 
 
 def supported_opsets() -> range:
@@ -128,17 +145,19 @@ class ChunkStep(nn.Module):
 
 
 def export_onnx(
-    model_or_dir: AwdLstmForSequenceClassification | str | os.PathLike,
+    model_or_dir: AwdLstmForSequenceClassification | AwdLstmEnsembleForSequenceClassification | str | os.PathLike,
     out_dir: str | os.PathLike,
     int8: bool = False,
     opset: int = DEFAULT_OPSET,
     tokenizer=None,
 ) -> Path:
-    """Export a BPT3C classifier (a model, or a `save_pretrained` folder) into `out_dir`; returns its path.
+    """Export a BPT3C classifier or an ensemble of them (a model, or a `save_pretrained` folder) into `out_dir`;
+    returns its path.
 
-    Writes the files listed in the module docstring into a staging folder, loads every graph back, then moves them
-    into place. `out_dir` must be new, empty or a previous export (anything else is refused with a ValueError, and
-    nothing is written); opset: an int in `supported_opsets()` (7 to 23 with torch 2.13).
+    Writes the files listed in the module docstring into a staging folder (an ensemble: one member folder each),
+    loads every graph back, then moves them into place. `out_dir` must be new, empty or a previous export
+    (anything else is refused with a ValueError, and nothing is written); opset: an int in `supported_opsets()`
+    (7 to 23 with torch 2.13).
     tokenizer: saved with the graphs (default: the folder's tokenizer, if it has one).
     """
     out_dir = Path(out_dir)
@@ -157,10 +176,22 @@ def export_onnx(
         else:
             staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out_dir))
         try:
-            files = _write_export(model, tokenizer, staging, int8, opset)
-            _check_graphs_load(staging, files, opset)
-            manifest = {"format": 1, "opset": opset, "int8": int8, "files": sorted([*files, MANIFEST])}
-            (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+            if isinstance(model, AwdLstmEnsembleForSequenceClassification):
+                members = []
+                for i, member in enumerate(model.members):
+                    name = f"member-{i}"
+                    (staging / name).mkdir()
+                    _write_checked_export(member, None, staging / name, int8, opset)
+                    members.append(name)
+                model.config.save_pretrained(staging)
+                if tokenizer is not None:
+                    tokenizer.save_pretrained(staging)
+                files = sorted(path.name for path in staging.iterdir() if path.name not in members)
+                ensemble = {"members": members, "problem_type": problem_type_of(model.config)}
+                manifest = _manifest(opset, int8, files, ensemble)
+                (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+            else:
+                manifest = _write_checked_export(model, tokenizer, staging, int8, opset)
             if previous is None:
                 os.replace(staging, out_dir)
             else:
@@ -170,9 +201,25 @@ def export_onnx(
     return out_dir
 
 
+def _manifest(opset: int, int8: bool, files: list[str], ensemble: dict | None = None) -> dict:
+    manifest = {"format": 1, "opset": opset, "int8": int8, "files": sorted({*files, MANIFEST})}
+    return manifest if ensemble is None else {**manifest, "ensemble": ensemble}
+
+
+def _write_checked_export(model, tokenizer, folder: Path, int8: bool, opset: int) -> dict:
+    """One classifier's export into `folder`: graphs, config, tokenizer, every graph loaded back, and its manifest
+    (returned)."""
+    files = _write_export(model, tokenizer, folder, int8, opset)
+    _check_graphs_load(folder, files, opset)
+    manifest = _manifest(opset, int8, files)
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return manifest
+
+
 def read_manifest(folder: Path) -> dict:
-    """The export's `onnx_export.json`: format 1, an int opset, a bool int8 and a list of plain file names;
-    `ValueError` naming the file for anything else (a hand-edited or forged manifest)."""
+    """The export's `onnx_export.json`: format 1, an int opset, a bool int8 and a list of plain file names, and for
+    an ensemble's export an `ensemble` entry (`members`: distinct `member-<i>` folder names, `problem_type`: one of
+    `PROBLEM_TYPES`); `ValueError` naming the file for anything else (a hand-edited or forged manifest)."""
     path = folder / MANIFEST
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
@@ -191,14 +238,37 @@ def read_manifest(folder: Path) -> dict:
         raise ValueError(
             f"{path} is not an export manifest of hf_bpt3c (format 1: opset, int8 and the list of the export's files)"
         )
+    if "ensemble" in manifest:
+        ensemble = manifest["ensemble"]
+        members = ensemble.get("members") if isinstance(ensemble, dict) else None
+        if (
+            not isinstance(ensemble, dict)
+            or not isinstance(members, list)
+            or not members
+            or not all(isinstance(m, str) and MEMBER_DIR.match(m) for m in members)
+            or len(set(members)) != len(members)
+            or set(members) & set(files)
+            or ensemble.get("problem_type") not in PROBLEM_TYPES
+        ):
+            raise ValueError(
+                f"{path} is not an export manifest of hf_bpt3c: its ensemble entry must list distinct member "
+                f"folders (member-0, member-1, ...) and a problem type among {list(PROBLEM_TYPES)}"
+            )
     return manifest
 
 
+def member_folders(manifest: dict) -> list[str]:
+    """The member folders of an ensemble's export (in the members' order), [] for one classifier's export."""
+    return list(manifest["ensemble"]["members"]) if "ensemble" in manifest else []
+
+
 def _previous_export(out_dir: Path) -> list[str] | None:
-    """None when `out_dir` does not exist yet; else the files of the export it holds (empty for an empty folder).
+    """None when `out_dir` does not exist yet; else the entries of the export it holds (empty for an empty folder):
+    its files, and an ensemble's member folders.
     Refuses (`ValueError`, nothing touched) a file in place of the folder and a folder that is not an export: any
-    entry that is not a regular file listed in its manifest and named as an export file (`EXPORT_FILE`). A staging
-    folder left by a killed export (`STAGING_PREFIX`, export files only) is removed."""
+    entry that is not a regular file listed in its manifest and named as an export file (`EXPORT_FILE`), or, for
+    an ensemble's export, a member folder its manifest lists (`_foreign_entries`). A staging folder left by a
+    killed export (`STAGING_PREFIX`, export files and member folders of them only) is removed."""
     if not out_dir.exists() and not out_dir.is_symlink():
         return None
     if not out_dir.is_dir():
@@ -209,12 +279,8 @@ def _previous_export(out_dir: Path) -> list[str] | None:
     if not entries:
         _remove(stale)
         return []
-    listed = set(read_manifest(out_dir)["files"]) if (out_dir / MANIFEST).is_file() else set()
-    others = [
-        e.name + ("/" if e.is_dir() and not e.is_symlink() else "")
-        for e in entries
-        if e.is_symlink() or not e.is_file() or e.name not in listed or not is_export_file(e.name)
-    ]
+    listed = (out_dir / MANIFEST).is_file()
+    others = _foreign_entries(out_dir, entries, members_allowed=True) if listed else []
     if not listed or others:
         raise ValueError(
             f"out_dir (--out) {out_dir} is not empty and not a previous ONNX export (it holds {others[:5] or 'no '}"
@@ -224,17 +290,54 @@ def _previous_export(out_dir: Path) -> list[str] | None:
     return [e.name for e in entries]
 
 
+def _foreign_entries(folder: Path, entries: list[Path], members_allowed: bool) -> list[str]:
+    """The entries of an export `folder` (which has a manifest) that an export did not write: anything but a
+    regular file listed in its manifest and named as an export file, or, with `members_allowed` and an ensemble's
+    manifest, a real member folder the manifest lists that is empty or passes the same check (with no members of
+    its own)."""
+    manifest = read_manifest(folder)
+    listed = set(manifest["files"])
+    members = set(member_folders(manifest))
+    if members and not members_allowed:
+        raise ValueError(f"{folder / MANIFEST} is not an export manifest of hf_bpt3c: a member lists members")
+    others = []
+    for entry in entries:
+        if entry.is_dir() and not entry.is_symlink() and entry.name in members:
+            if _is_member_export(entry):
+                continue
+        elif not entry.is_symlink() and entry.is_file() and entry.name in listed and is_export_file(entry.name):
+            continue
+        others.append(entry.name + ("/" if entry.is_dir() and not entry.is_symlink() else ""))
+    return others
+
+
+def _is_member_export(folder: Path) -> bool:
+    """Whether a member folder of an ensemble's export is empty or holds one classifier's export only."""
+    entries = sorted(folder.iterdir())
+    if not entries:
+        return True
+    if not (folder / MANIFEST).is_file() or (folder / MANIFEST).is_symlink():
+        return False
+    return not _foreign_entries(folder, entries, members_allowed=False)
+
+
 def is_export_file(name: str) -> bool:
     """Whether `name` is one an export writes (`EXPORT_FILE` or a core module): the only names a previous export
     may hold."""
     return bool(EXPORT_FILE.match(name)) or name in CORE_MODULES
 
 
-def _only_export_files(folder: Path) -> bool:
+def _only_export_files(folder: Path, member_depth: int = 1) -> bool:
+    """Whether `folder` is a real folder holding regular export files only, and (down to `member_depth` levels)
+    member folders (`MEMBER_DIR`) of them: what a staging folder holds."""
     return (
         folder.is_dir()
         and not folder.is_symlink()
-        and all(e.is_file() and not e.is_symlink() and is_export_file(e.name) for e in folder.iterdir())
+        and all(
+            (e.is_file() and not e.is_symlink() and is_export_file(e.name))
+            or (member_depth > 0 and MEMBER_DIR.match(e.name) and _only_export_files(e, member_depth - 1))
+            for e in folder.iterdir()
+        )
     )
 
 
@@ -256,17 +359,54 @@ def _write_json_atomically(path: Path, data: dict) -> None:
 
 def _update_files(staging: Path, out_dir: Path, files: list[str], previous: list[str]) -> None:
     """Move the export's `files` from `staging` (inside `out_dir`) into `out_dir` one by one (renames within the
-    folder: `out_dir` itself is never renamed, so it may be a mount point), then remove the files of the previous
+    folder: `out_dir` itself is never renamed, so it may be a mount point), then remove the entries of the previous
     export that the new one does not have. The manifest is written first listing both sets and last listing the
-    new one, so that an export killed at any point leaves a folder the next export accepts."""
+    new one, so that an export killed at any point leaves a folder the next export accepts.
+
+    An ensemble's member folders: a new one is moved in with one rename, one the previous export had is updated in
+    the same way (its own manifest first listing both sets, last the new one), one the new export does not have is
+    emptied (its manifest last) and removed; the first manifest lists the member folders of both."""
     manifest = json.loads((staging / MANIFEST).read_text(encoding="utf-8"))
-    _write_json_atomically(out_dir / MANIFEST, {**manifest, "files": sorted(set(files) | set(previous))})
+    old = read_manifest(out_dir) if MANIFEST in previous else {"files": []}
+    members = member_folders(manifest)
+    old_members = [name for name in member_folders(old) if name in previous]
+    union = {**manifest, "files": sorted(set(files) | {name for name in previous if name not in old_members})}
+    if members or old_members:
+        problem_type = (manifest.get("ensemble") or old["ensemble"])["problem_type"]
+        union["ensemble"] = {"members": _member_order({*members, *old_members}), "problem_type": problem_type}
+    _write_json_atomically(out_dir / MANIFEST, union)
     for name in files:
         if name != MANIFEST:
             os.replace(staging / name, out_dir / name)
-    for name in sorted(set(previous) - set(files)):
-        (out_dir / name).unlink(missing_ok=True)
+    for name in members:
+        target = out_dir / name
+        member_previous = sorted(e.name for e in target.iterdir()) if name in old_members else []
+        if member_previous:
+            member_files = json.loads((staging / name / MANIFEST).read_text(encoding="utf-8"))["files"]
+            _update_files(staging / name, target, member_files, member_previous)
+        else:
+            if name in old_members:
+                target.rmdir()  # an empty member folder (left by an export killed while removing it)
+            os.replace(staging / name, target)
+    for name in sorted(set(previous) - set(files) - set(members)):
+        if name in old_members:
+            _remove_member(out_dir / name)
+        else:
+            (out_dir / name).unlink(missing_ok=True)
     os.replace(staging / MANIFEST, out_dir / MANIFEST)
+
+
+def _member_order(names) -> list[str]:
+    return sorted(names, key=lambda name: int(name.split("-")[1]))
+
+
+def _remove_member(folder: Path) -> None:
+    """Remove a member folder of a previous export (checked: its export's files only), its manifest last."""
+    for entry in sorted(folder.iterdir()):
+        if entry.name != MANIFEST:
+            entry.unlink()
+    (folder / MANIFEST).unlink(missing_ok=True)
+    folder.rmdir()
 
 
 def _check_graphs_load(folder: Path, files: list[str], opset: int) -> None:
@@ -296,33 +436,55 @@ def _check_graphs_load(folder: Path, files: list[str], opset: int) -> None:
             ) from None
 
 
-def _load_for_export(model_or_dir, tokenizer) -> tuple[AwdLstmForSequenceClassification, object]:
-    """A float32 eval copy of the classifier (LSTM products in float32), and the tokenizer to save (or None)."""
-    if isinstance(model_or_dir, AwdLstmForSequenceClassification):
+def _load_for_export(model_or_dir, tokenizer) -> tuple[nn.Module, object]:
+    """A float32 eval copy of the classifier or ensemble (LSTM products in float32), and the tokenizer to save (or
+    None)."""
+    if isinstance(model_or_dir, (AwdLstmForSequenceClassification, AwdLstmEnsembleForSequenceClassification)):
         model = copy.deepcopy(model_or_dir)
     elif isinstance(model_or_dir, (str, os.PathLike)):
         folder = Path(model_or_dir)
         if not (folder / "config.json").is_file():
             raise FileNotFoundError(f"model_or_dir (MODEL_DIR) {folder} has no config.json")
-        names = _weight_names(folder)
-        if names is not None and not any(name.startswith("classifier.") for name in names):
+        names, config = _weight_names(folder), _config_dict(folder)
+        if config.get("model_type") == AwdLstmEnsembleConfig.model_type:
+            members = config.get("members")
+            for i in range(len(members) if names is not None and isinstance(members, list) else 0):
+                if not any(name.startswith(f"members.{i}.classifier.") for name in names):
+                    raise ValueError(
+                        f"model_or_dir (MODEL_DIR) {folder} is an ensemble whose member {i} has no classifier head "
+                        f"(no members.{i}.classifier.* weights): save the ensemble again from its members"
+                    )
+            model = AwdLstmEnsembleForSequenceClassification.from_pretrained(folder, dtype=torch.float32)
+        elif names is not None and not any(name.startswith("classifier.") for name in names):
             raise ValueError(
                 f"model_or_dir (MODEL_DIR) {folder} holds no classifier head (no classifier.* weights): it is a "
                 "language model or an encoder. Fine-tune a classifier on it first (examples/run_classification.py); "
                 "only a classifier is exported"
             )
-        model = AwdLstmForSequenceClassification.from_pretrained(folder, dtype=torch.float32)
+        else:
+            model = AwdLstmForSequenceClassification.from_pretrained(folder, dtype=torch.float32)
         if tokenizer is None and any((folder / f).is_file() for f in ("tokenizer_config.json", "tokenizer.json")):
             from transformers import AutoTokenizer
 
             tokenizer = AutoTokenizer.from_pretrained(folder)
     else:
         raise TypeError(
-            "model_or_dir must be an AwdLstmForSequenceClassification or a folder path, "
-            f"got {type(model_or_dir).__name__}"
+            "model_or_dir must be an AwdLstmForSequenceClassification, an AwdLstmEnsembleForSequenceClassification "
+            f"or a folder path, got {type(model_or_dir).__name__}"
         )
-    model.config.compute_dtype = "float32"
+    members = model.members if isinstance(model, AwdLstmEnsembleForSequenceClassification) else [model]
+    for member in members:
+        member.config.compute_dtype = "float32"
     return model.float().eval(), tokenizer
+
+
+def _config_dict(folder: Path) -> dict:
+    """A folder's config.json as a dict ({} if it cannot be read: loading the model says why)."""
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return config if isinstance(config, dict) else {}
 
 
 def _weight_names(folder: Path) -> set[str] | None:
@@ -413,6 +575,10 @@ class OnnxClassifier:
 
     folder: the export; int8: use the quantized graphs (exported with `int8=True`); providers: ONNX Runtime
     execution providers (default: CPU); intra_op_num_threads: threads per graph call (default: ONNX Runtime's).
+
+    An ensemble's export is run member by member (`members`: one `OnnxClassifier` per member folder) and the
+    members' logits combined as `AwdLstmEnsembleForSequenceClassification` does (`mean_prediction_logits` with
+    the manifest's problem type); `config` is then the ensemble's `AwdLstmEnsembleConfig`.
     """
 
     def __init__(self, folder, int8: bool = False, providers=None, intra_op_num_threads: int | None = None):
@@ -421,8 +587,14 @@ class OnnxClassifier:
         manifest_path = self.folder / MANIFEST
         if not manifest_path.is_file():
             raise FileNotFoundError(f"folder {self.folder} is not an ONNX export of hf_bpt3c (no {MANIFEST})")
-        if int8 and not read_manifest(self.folder)["int8"]:
+        manifest = read_manifest(self.folder)
+        if int8 and not manifest["int8"]:
             raise ValueError(f"int8=True but {self.folder} was exported without int8 (export_onnx(..., int8=True))")
+        self._tokenizer = None
+        self.members: list[OnnxClassifier] | None = None
+        if "ensemble" in manifest:
+            self._load_members(manifest, int8, providers, intra_op_num_threads)
+            return
         self.config = AwdLstmConfig.from_pretrained(self.folder)
         for file in (STEP_FILE, HEAD_FILE):
             path = self.folder / (int8_name(file) if int8 else file)
@@ -445,7 +617,39 @@ class OnnxClassifier:
         self.step, self.head = session(STEP_FILE), session(HEAD_FILE)
         self.state_names = state_names(self.config.num_hidden_layers)
         self._check_graphs_match_config()
-        self._tokenizer = None
+
+    def _load_members(self, manifest: dict, int8: bool, providers, intra_op_num_threads: int | None) -> None:
+        """An ensemble's export: the ensemble's config, and one runner per member folder, checked against it."""
+        where = self.folder / "config.json"
+        self.config = AwdLstmEnsembleConfig.from_pretrained(self.folder)
+        self.problem_type = manifest["ensemble"]["problem_type"]
+        if self.problem_type != problem_type_of(self.config):
+            raise ValueError(
+                f"{self.folder / MANIFEST} gives the problem type {self.problem_type!r} but {where} "
+                f"{problem_type_of(self.config)!r}: the export was altered; export it again"
+            )
+        names = member_folders(manifest)
+        if len(names) != len(self.config.members):
+            raise ValueError(
+                f"{where} describes {len(self.config.members)} members but {self.folder / MANIFEST} lists "
+                f"{len(names)}: the export was altered; export it again"
+            )
+        self.members = []
+        for name in names:
+            folder = self.folder / name
+            if not folder.is_dir() or not (folder / MANIFEST).is_file():
+                raise FileNotFoundError(f"the export {self.folder} lacks its member folder {name}: export it again")
+            if "ensemble" in read_manifest(folder):
+                raise ValueError(f"{folder / MANIFEST} is not an export manifest of hf_bpt3c: a member lists members")
+            member = OnnxClassifier(folder, int8=int8, providers=providers, intra_op_num_threads=intra_op_num_threads)
+            config = member.config
+            if dict(config.id2label) != dict(self.config.id2label) or config.problem_type != self.config.problem_type:
+                raise ValueError(
+                    f"{folder / 'config.json'} has the labels {config.id2label} ({config.problem_type}), the ensemble "
+                    f"({where}) {self.config.id2label} ({self.config.problem_type}): the export was altered; export "
+                    "it again"
+                )
+            self.members.append(member)
 
     def _check_graphs_match_config(self) -> None:
         """The export's config.json must describe its graphs: the state inputs of chunk_step.onnx (one `h`/`c` pair
@@ -472,6 +676,9 @@ class OnnxClassifier:
     def __call__(self, input_ids, attention_mask=None) -> np.ndarray:
         """input_ids: `(batch, seq)` integer array; attention_mask: `(batch, seq)`, 1 token / 0 padding (left or
         right; default: `config.pad_token_id` marks padding). Returns float32 logits `(batch, num_labels)`."""
+        if self.members is not None:  # an ensemble: the members' logits, combined as the PyTorch ensemble does
+            member_logits = [torch.from_numpy(member(input_ids, attention_mask)) for member in self.members]
+            return mean_prediction_logits(member_logits, self.problem_type).numpy()
         ids = _as_tensor(input_ids, "input_ids", integer=True)
         mask = None if attention_mask is None else _as_tensor(attention_mask, "attention_mask")
         tokens, lengths = justified_documents(self.config, ids, mask)  # as the PyTorch classifier
@@ -481,6 +688,10 @@ class OnnxClassifier:
     def encode_documents(self, tokens: torch.Tensor, lengths: torch.Tensor) -> np.ndarray:
         """BPT3C over left-justified `tokens` `(batch, seq)` of `lengths` `(batch,)`: the concat-pooled features
         `(batch, 3*embedding_size)` float32, as `AwdLstmForSequenceClassification.encode_documents` in eval."""
+        if self.members is not None:
+            raise TypeError(
+                f"{self.folder} is an ensemble's export: each member encodes the documents (runner.members[i])"
+            )
         config = self.config
         plan = plan_chunks(lengths, config.bptt, config.max_len, grad=False, training=False)
         tokens = shift_right(tokens[plan.order], plan.first, plan.lengths)  # longest first

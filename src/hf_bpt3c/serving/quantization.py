@@ -6,6 +6,7 @@ The model's own modules are swapped for int8 ones here (`Int8LstmLayer` for `Awd
 head's `nn.Linear`): the core that ships with every saved model knows nothing of int8.
 PyTorch's fbgemm / oneDNN int8 kernels have AVX2 paths, so this is the speed-up available on every x86 CPU,
 bfloat16 only where it is native. BPT3C itself is unchanged: same chunks, same state carrying, same pooling.
+An ensemble (`AwdLstmEnsembleForSequenceClassification`) is quantized member by member; its mean rule is unchanged.
 
 How it compares with float32 and bfloat16 on the CPU at hand: `benchmarks/bpt3c_speed.py` (speed, agreement on a
 random model) and `benchmarks/serving_accuracy.py` (agreement and accuracy of a trained classifier).
@@ -21,6 +22,7 @@ import torch
 from torch import nn
 
 from ..models.awd_lstm.modeling_awd_lstm import AwdLstmLayer, AwdLstmPreTrainedModel
+from ..models.awd_lstm.modeling_awd_lstm_ensemble import AwdLstmEnsembleForSequenceClassification
 
 INT8_ENGINES = ("x86", "fbgemm", "onednn")  # the engines whose dynamic int8 products take per-channel weights
 
@@ -154,36 +156,50 @@ class Int8Linear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, int8 per-channel"
 
 
-def quantize_for_cpu(model: AwdLstmPreTrainedModel, engine: str | None = None) -> AwdLstmPreTrainedModel:
+def quantize_for_cpu(
+    model: AwdLstmPreTrainedModel | AwdLstmEnsembleForSequenceClassification, engine: str | None = None
+) -> AwdLstmPreTrainedModel | AwdLstmEnsembleForSequenceClassification:
     """A copy of `model` for int8 inference on CPU; `model` itself is left as it is.
 
     The copy is in eval mode and float32; its LSTM layers run `torch.quantized_lstm` and the classifier head's
     `Linear` layers `torch.ops.quantized.linear_dynamic` (an `AwdLstmForCausalLM`'s decoder stays float32).
+    An `AwdLstmEnsembleForSequenceClassification` has each of its members quantized so; its logits are still the
+    mean rule of the float ensemble (`mean_prediction_logits`) over the members' int8 logits.
     It serves predictions only: training it raises, converting it (`.half()`, `.to("cuda")`, ...) raises a
     `TypeError` and leaves it as it was, and `save_pretrained` writes the float32 weights (quantize again after
     loading). engine: PyTorch's quantized engine ("x86", "fbgemm" or "onednn"; default: the current
     one, which is "x86" on x86 CPUs), set process-wide in `torch.backends.quantized.engine` as PyTorch does.
     """
-    if not isinstance(model, AwdLstmPreTrainedModel):
-        raise TypeError(f"model must be an hf_bpt3c AWD-LSTM model, got {type(model).__name__}")
+    is_ensemble = isinstance(model, AwdLstmEnsembleForSequenceClassification)
+    if not (is_ensemble or isinstance(model, AwdLstmPreTrainedModel)):
+        raise TypeError(
+            "model must be an hf_bpt3c AWD-LSTM model (or an AwdLstmEnsembleForSequenceClassification), "
+            f"got {type(model).__name__}"
+        )
     if model.device.type != "cpu":
         raise ValueError(f"quantize_for_cpu needs a model on the CPU, got one on {model.device} (call model.cpu())")
-    if any(isinstance(m, Int8LstmLayer) for m in model.modules()):
+    if any(isinstance(m, (Int8LstmLayer, Int8Linear)) for m in model.modules()):
         raise ValueError("model is already quantized (quantize_for_cpu returned it): quantize the float model")
     _use_engine(engine)
     quantized = copy.deepcopy(model).float().eval()
-    encoder = quantized.base_model
-    encoder.layers = nn.ModuleList(Int8LstmLayer(layer) for layer in encoder.layers)
-    classifier = getattr(quantized, "classifier", None)
-    if classifier is not None:
-        for block in classifier.blocks:
-            block.linear = Int8Linear(block.linear)
+    for member in quantized.members if is_ensemble else [quantized]:
+        _quantize_in_place(member)
     quantized.eval().requires_grad_(False)
     int8_types = (Int8LstmLayer, Int8Linear)
     for module in quantized.modules():  # .half() etc. refused before anything changes, on any part holding int8
         if not isinstance(module, int8_types) and any(isinstance(m, int8_types) for m in module.modules()):
             module._apply = types.MethodType(_guarded_apply, module)
     return quantized
+
+
+def _quantize_in_place(model: AwdLstmPreTrainedModel) -> None:
+    """Swap a float32 model's LSTM layers and classifier head `Linear`s for their int8 versions."""
+    encoder = model.base_model
+    encoder.layers = nn.ModuleList(Int8LstmLayer(layer) for layer in encoder.layers)
+    classifier = getattr(model, "classifier", None)
+    if classifier is not None:
+        for block in classifier.blocks:
+            block.linear = Int8Linear(block.linear)
 
 
 def _use_engine(engine: str | None) -> None:
