@@ -2,6 +2,8 @@
 
 hf-bpt3c convert-fastai WEIGHTS --vocab ITOS --out DIR [--sp-model spm.model] [--lang xx] [--target-vocab ITOS2]
                         [--backwards] [--bptt 72] [--max-len 1440] [--labels neg,pos | --labels @FILE] [--overwrite]
+hf-bpt3c convert-fastai EXPORT --out DIR [--sp-model spm.model] [--lang xx] [--max-export-bytes SIZE] [--overwrite]
+                        (fastai's learn.export() file, export.pkl / model.pkl, read without running its pickle)
 hf-bpt3c fetch-fastai   [wt103-fwd | wt103-bwd | URL] --out DIR [--direction fwd|bwd] [--lang xx] [--base-url URL]
                         [--archive PATH] [--cache-dir DIR] [--overwrite] [--bptt 72] [--max-len 1440]
                         [--max-extract-bytes SIZE]
@@ -21,6 +23,7 @@ import torch
 import transformers
 
 from . import __version__
+from .convert.fastai_export import MAX_EXPORT_BYTES_ENV, FastaiExportConversion, convert_fastai_export
 from .convert.from_fastai import (
     FASTAI_BASE_URL_ENV,
     FASTAI_PRETRAINED,
@@ -47,19 +50,49 @@ def read_labels(value: str) -> list[str]:
         raise ValueError(f"--labels file {path} is not UTF-8 text (byte {err.start})") from None
 
 
+# the options a fastai export records itself (refused with an export, whose own values are used)
+_EXPORT_SETS = (("target_vocab", "--target-vocab"), ("backwards", "--backwards"), ("bptt", "--bptt"))
+_EXPORT_SETS += (("max_len", "--max-len"), ("labels", "--labels"))
+
+
 def _convert_fastai(args: argparse.Namespace) -> int:
+    if args.vocab is None:
+        return _convert_fastai_export(args)
+    if args.max_export_bytes is not None:
+        raise ValueError("--max-export-bytes applies to a fastai export (WEIGHTS without --vocab)")
     result = convert_fastai(
         args.weights,
         args.vocab,
         args.out,
         target_vocab=args.target_vocab,
         backwards=args.backwards,
-        bptt=args.bptt,
-        max_len=args.max_len,
+        bptt=72 if args.bptt is None else args.bptt,
+        max_len=1440 if args.max_len is None else args.max_len,
         overwrite=args.overwrite,
         labels=None if args.labels is None else read_labels(args.labels),
         sp_model=args.sp_model,
         lang=args.lang,
+    )
+    _print_conversion(result)
+    return 0
+
+
+def _convert_fastai_export(args: argparse.Namespace) -> int:
+    """`convert-fastai EXPORT --out DIR` (no --vocab): a fastai `learn.export()` file, read without running its
+    pickle; the vocabulary, class names, bptt/max_len and direction come from it."""
+    given = [flag for name, flag in _EXPORT_SETS if getattr(args, name) not in (None, False)]
+    if given:
+        raise ValueError(
+            f"{', '.join(given)} cannot be used with a fastai export (WEIGHTS without --vocab): the export records "
+            "its vocabulary, class names, bptt, max_len and direction itself"
+        )
+    result = convert_fastai_export(
+        args.weights,
+        args.out,
+        overwrite=args.overwrite,
+        sp_model=args.sp_model,
+        lang=args.lang,
+        max_bytes=args.max_export_bytes,
     )
     _print_conversion(result)
     return 0
@@ -98,6 +131,9 @@ def _limits(max_extract_bytes: str | None) -> ArchiveLimits | None:
 
 def _print_conversion(result: FastaiConversion) -> None:
     config = result.config
+    if isinstance(result, FastaiExportConversion):
+        learner = result.learner.rsplit(".", 1)[-1]
+        print(f"read the fastai export {result.export} (a {learner}) without running its pickle")
     print(
         f"converted a fastai {result.layout} {result.kind.replace('_', ' ')} (vocab {config.vocab_size}, "
         f"embedding {config.embedding_size}, hidden {config.hidden_size}, {config.num_hidden_layers} layers"
@@ -137,12 +173,21 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     convert = commands.add_parser(
         "convert-fastai",
-        help="convert a fastai ULMFiT checkpoint into a save_pretrained folder",
+        help="convert a fastai ULMFiT checkpoint or exported learner into a save_pretrained folder",
         description="Convert a fastai v2/v1/0.7 AWD-LSTM checkpoint (LM, encoder or v2 classifier) and its "
-        "vocabulary into a folder for AutoModelForCausalLM / AutoModelForSequenceClassification / AutoTokenizer.",
+        "vocabulary into a folder for AutoModelForCausalLM / AutoModelForSequenceClassification / AutoTokenizer. "
+        "Without --vocab, WEIGHTS is a fastai export (learn.export()'s export.pkl, a Hub fastai repository's "
+        "model.pkl) of an AWD-LSTM text classifier or language model, read without running its pickle: its "
+        "vocabulary, class names, bptt/max_len, direction and tokenizer come from it.",
     )
-    convert.add_argument("weights", metavar="WEIGHTS", help=".pth/.h5 state dict or fastai {'model':..., 'opt':...}")
-    convert.add_argument("--vocab", required=True, metavar="ITOS", help="the checkpoint's pickled itos list")
+    convert.add_argument(
+        "weights",
+        metavar="WEIGHTS",
+        help=".pth/.h5 state dict or fastai {'model':..., 'opt':...}; without --vocab, a fastai export (export.pkl)",
+    )
+    convert.add_argument(
+        "--vocab", metavar="ITOS", help="the checkpoint's pickled itos list (leave out for a fastai export)"
+    )
     convert.add_argument("--out", required=True, metavar="DIR", help="output folder (must be empty or new)")
     convert.add_argument(
         "--sp-model",
@@ -153,8 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--lang", metavar="CODE", help="language code recorded in the tokenizer and model card (de)")
     convert.add_argument("--target-vocab", metavar="ITOS2", help="map the embedding onto this vocabulary by token")
     convert.add_argument("--backwards", action="store_true", help="the checkpoint is a backward model")
-    convert.add_argument("--bptt", type=int, default=72, help="BPT3C chunk length (default: 72)")
-    convert.add_argument("--max-len", type=int, default=1440, help="BPT3C kept window (default: 1440)")
+    convert.add_argument("--bptt", type=int, help="BPT3C chunk length (default: 72; an export's own)")
+    convert.add_argument("--max-len", type=int, help="BPT3C kept window (default: 1440; an export's own)")
+    convert.add_argument(
+        "--max-export-bytes",
+        metavar="SIZE",
+        help=f"the most a fastai export's tensors may hold, e.g. 8G (default: ${MAX_EXPORT_BYTES_ENV}, else 4G)",
+    )
     convert.add_argument(
         "--labels",
         metavar="NAMES",

@@ -3,6 +3,7 @@ fastai_ulmfit's SentencePiece models in 13 languages, over the checked downloads
 readers of `safe_load` and the limits of `safety`) and the vocabulary transfer of a pretrained language model to
 a new corpus (`transfer`)."""
 
+from .fastai_export import ExportError, FastaiExportConversion, RefusedGlobal, convert_fastai_export, read_fastai_export
 from .from_fastai import *  # noqa: F403
 from .from_fastai import __all__ as _from_fastai_all
 from .safety import ArchiveLimits, LimitExceeded
@@ -10,6 +11,11 @@ from .transfer import VocabularyTransfer, adapt_vocabulary, match_embeddings, vo
 
 __all__ = [
     *_from_fastai_all,
+    "ExportError",
+    "FastaiExportConversion",
+    "RefusedGlobal",
+    "convert_fastai_export",
+    "read_fastai_export",
     "ArchiveLimits",
     "LimitExceeded",
     "VocabularyTransfer",
