@@ -46,7 +46,7 @@ from ..models.awd_lstm.configuration_awd_lstm import AwdLstmConfig
 from ..models.awd_lstm.modeling_awd_lstm import AwdLstmForCausalLM, AwdLstmForSequenceClassification, AwdLstmModel
 from ..models.awd_lstm.saving import save_atomically
 from ..models.awd_lstm.sentencepiece_backend import read_model
-from ..models.awd_lstm.tokenization_awd_lstm import AwdLstmTokenizer
+from ..models.awd_lstm.tokenization_awd_lstm import AwdLstmTokenizer, is_english
 from .download import (
     URL_SCHEMES,
     cached_download,
@@ -216,10 +216,6 @@ def _check_lang(lang: str | None, name: str = "lang (--lang)") -> str | None:
     if not isinstance(lang, str) or not _LANG.match(lang):
         raise ValueError(f"{name} must be a language code such as 'de' or 'pt-BR', got {lang!r}")
     return lang
-
-
-def _is_english(lang: str | None) -> bool:
-    return lang is None or re.split(r"[-_]", lang)[0].lower() == "en"
 
 
 def _read_sp_model(sp_model: str | os.PathLike) -> bytes:
@@ -404,7 +400,7 @@ def convert_fastai(
     weights, out_dir = Path(weights), Path(out_dir)
     _check_options(bptt, max_len, backwards, labels)
     lang = _check_lang(lang)
-    if sp_model is None and not _is_english(lang):
+    if sp_model is None and not is_english(lang):
         raise ValueError(
             f"lang={lang!r} needs the SentencePiece model the checkpoint was trained with (sp_model / --sp-model "
             "spm.model): without one the vocabulary is read as fastai's English word tokens"
@@ -1008,7 +1004,7 @@ def _convert_wt103(
     files, out_dir, spec, *, direction, lang, url, path, origin, bptt, max_len, overwrite
 ) -> FastaiFetch:
     """The WT103 layout: fastai's English word-level model, `spec` from the name or else from the direction."""
-    if not _is_english(lang):
+    if not is_english(lang):
         raise ValueError(
             f"this archive has the layout of fastai's English word-level WikiText-103 models, not fastai_ulmfit's; "
             f"lang={lang!r} does not apply to it"

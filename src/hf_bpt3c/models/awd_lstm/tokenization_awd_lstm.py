@@ -369,9 +369,14 @@ def _unigram_backend(texts: Iterable[str], vocab_size: int) -> Tokenizer:
     return backend
 
 
+def is_english(lang: str | None) -> bool:
+    """Whether a language code is English (`en`, `en-US`, `en_GB`); None counts as English (fastai's default)."""
+    return lang is None or str(lang).lower().replace("_", "-").split("-")[0] == "en"
+
+
 def _check_word_lang(lang: str | None, model: str = "word") -> None:
     """The word tokenizer is fastai's spaCy *English*: refuse another language rather than split it as English."""
-    if lang is not None and str(lang).lower().replace("_", "-").split("-")[0] != "en":
+    if not is_english(lang):
         raise ValueError(
             f"the {model} tokenizer splits words like spaCy's English tokenizer; lang={lang!r} would get English "
             "rules. For another language use model='sentencepiece' (fastai's SentencePieceTokenizer): "

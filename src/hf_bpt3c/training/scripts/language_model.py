@@ -16,6 +16,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from ...convert.transfer import adapt_vocabulary
 from ...models.awd_lstm import AwdLstmConfig, AwdLstmForCausalLM, AwdLstmTokenizer
+from ...models.awd_lstm.tokenization_awd_lstm import is_english
 from ..callbacks import ActivationRegularizationCallback, EvaluationRandomStateCallback, StreamStateCallback
 from ..data import LMStreamDataset
 from ..params import freeze_to, layer_groups
@@ -68,7 +69,7 @@ def tokenizer_settings(model_args: LanguageModelArguments, pretrained: AwdLstmTo
     kind, lang = model_args.tokenizer_type, model_args.lang
     if pretrained is None:
         kind, lang = kind or "word", lang or "en"
-        if kind == "word" and lang.split("-")[0].split("_")[0].lower() != "en":
+        if kind == "word" and not is_english(lang):
             raise ValueError(
                 f"--lang {lang}: the word tokenizer splits like spaCy's English; for another language add "
                 "--tokenizer_type sentencepiece (fastai's SentencePieceTokenizer)"
