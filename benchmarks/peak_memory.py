@@ -2,6 +2,7 @@
 process.
 
 Usage: python benchmarks/peak_memory.py LENGTH [--batch B] [--emb E] [--hidden H] [--layers N] [--inference]
+    [--pooling window|document]
 Prints a JSON line: {"length", "baseline_mb", "peak_mb", "step_mb"} where step_mb = peak - baseline, the
 memory the training step itself added (baseline: model, optimizer state and a warm-up step on a tiny batch; the
 kernel's peak mark is reset after the warm-up, Linux only).
@@ -39,11 +40,16 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=3)
     parser.add_argument("--vocab", type=int, default=1000)
     parser.add_argument("--inference", action="store_true", help="measure an eval forward pass instead")
+    parser.add_argument("--pooling", choices=("window", "document"), default="window", help="classifier_pooling")
     args = parser.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(1)
     config = AwdLstmConfig.for_classification(
-        vocab_size=args.vocab, embedding_size=args.emb, hidden_size=args.hidden, num_hidden_layers=args.layers
+        vocab_size=args.vocab,
+        embedding_size=args.emb,
+        hidden_size=args.hidden,
+        num_hidden_layers=args.layers,
+        classifier_pooling=args.pooling,
     )
     model = AwdLstmForSequenceClassification(config).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)

@@ -49,6 +49,7 @@ from hf_bpt3c import AwdLstmEnsembleForSequenceClassification, AwdLstmForSequenc
 from hf_bpt3c.training.data import imdb_sample
 from hf_bpt3c.training.scripts import (
     CARD_METRICS,
+    CLASSIFIER_POOLINGS,
     TOKENIZER_TYPES,
     ClassifierArguments,
     DataArguments,
@@ -117,6 +118,13 @@ class UlmfitArguments(LabelArguments):
         default=None, metadata={"help": "Window (LM) and chunk (classifier) length (72, or the checkpoint's)."}
     )
     max_len: int = field(default=1440, metadata={"help": "Tokens at each document's end that get gradient."})
+    classifier_pooling: str = field(
+        default="window",
+        metadata={
+            "help": "What the head pools: 'window' (the last max_len tokens, fastai) or 'document' (every token).",
+            "choices": CLASSIFIER_POOLINGS,
+        },
+    )
     lm_epochs: float | None = field(
         default=None, metadata={"help": "Language-model epochs (12 from scratch, 8 fine-tuning after the frozen one)."}
     )
@@ -342,6 +350,7 @@ def train_direction(args, data_args, training_args, splits, tokenizer, output_di
         label_delimiter=args.label_delimiter,
         bptt=lm.config.bptt,
         max_len=args.max_len,
+        classifier_pooling=args.classifier_pooling,
         lr=args.classifier_lr,
         lr_find=args.lr_find,
     )

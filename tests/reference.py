@@ -23,18 +23,23 @@ def reference_lstms(model) -> list[nn.LSTM]:
 
 
 def reference_bpt3c(model, embeds: torch.Tensor) -> torch.Tensor:
-    """embeds: `(seq, emb)` of ONE document -> logits `(num_labels,)`; gradients flow as BPT3C defines."""
+    """embeds: `(seq, emb)` of ONE document -> logits `(num_labels,)`; gradients flow as BPT3C defines. With
+    `config.classifier_pooling == "document"` the chunks before the kept window are pooled too, run without
+    autograd."""
     bptt, max_len = model.config.bptt, model.config.max_len
+    pool_document = getattr(model.config, "classifier_pooling", "window") == "document"
     lstms = reference_lstms(model)
     seq = embeds.size(0)
     state = [None] * len(lstms)
     kept = []
     for start in range(0, seq, bptt):
-        x = embeds[start : start + bptt].unsqueeze(0)
-        for i, lstm in enumerate(lstms):
-            hidden = None if state[i] is None else tuple(s.detach() for s in state[i])
-            x, state[i] = lstm(x, hidden)
-        if seq - start <= max_len:  # fastai's rule: the chunk starts within the last max_len tokens
+        in_window = seq - start <= max_len  # fastai's rule: the chunk starts within the last max_len tokens
+        with torch.set_grad_enabled(in_window and torch.is_grad_enabled()):
+            x = embeds[start : start + bptt].unsqueeze(0)
+            for i, lstm in enumerate(lstms):
+                hidden = None if state[i] is None else tuple(s.detach() for s in state[i])
+                x, state[i] = lstm(x, hidden)
+        if in_window or pool_document:
             kept.append(x[0])
     outputs = torch.cat(kept)  # (kept_tokens, emb)
     pooled = torch.cat([outputs[-1], outputs.max(dim=0).values, outputs.mean(dim=0)])

@@ -359,6 +359,7 @@ def test_run_classification_predicts_in_input_order(tmp_path):
         "--bptt", "8", "--max_len", "16", "--per_device_train_batch_size", "8", "--num_train_epochs", "1",
         "--train_sampling_strategy", "group_by_length", "--per_device_eval_batch_size", "4",
         "--do_predict", "--test_file", str(tmp_path / "test.csv"), "--output_dir", str(out), "--save_strategy", "no",
+        "--classifier_pooling", "document",
     )  # fmt: skip
     assert f"predictions for {len(texts)} texts" in stdout
     with open(out / "predictions.csv", newline="") as f:
@@ -368,6 +369,7 @@ def test_run_classification_predicts_in_input_order(tmp_path):
     assert [row["text"] for row in rows] == texts
     tokenizer = AwdLstmTokenizer.from_pretrained(out)
     model = AutoModelForSequenceClassification.from_pretrained(out).eval()
+    assert model.config.classifier_pooling == "document"  # texts of up to 40 words, max_len 16
     for row in rows:
         with torch.no_grad():
             probs = model(**tokenizer(row["text"], return_tensors="pt")).logits.softmax(-1)[0]

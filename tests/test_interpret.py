@@ -40,7 +40,7 @@ def reference_full_logits(model, embeds: torch.Tensor) -> torch.Tensor:
         x, _ = lstm(x)
     seq = embeds.size(0)
     kept_start = next(start for start in range(0, seq, BPTT) if seq - start <= MAX_LEN)
-    outputs = x[0, kept_start:]
+    outputs = x[0] if model.config.classifier_pooling == "document" else x[0, kept_start:]
     pooled = torch.cat([outputs[-1], outputs.max(dim=0).values, outputs.mean(dim=0)])
     return model.classifier(pooled.unsqueeze(0))[0]
 
@@ -63,9 +63,10 @@ def assert_close_to_reference(scores: torch.Tensor, expected: torch.Tensor, boun
 # ---------------------------------------------------------------------------------------------- full scope
 
 
+@pytest.mark.parametrize("pooling", ["window", "document"])
 @pytest.mark.parametrize("length", LENGTHS)
-def test_full_scope_equals_plain_autograd_through_the_whole_document(length):
-    model = float64_model()
+def test_full_scope_equals_plain_autograd_through_the_whole_document(length, pooling):
+    model = float64_model(classifier_pooling=pooling)
     ids = random_document(length, seed=length)
     grad, embeds, logits = reference_gradient(model, ids, reference_full_logits)
     for method, expected in (("gradient", grad.norm(dim=-1)), ("gradient_x_input", (grad * embeds).sum(-1))):
@@ -109,9 +110,10 @@ def test_batch_rows_and_padding_do_not_change_a_documents_scores(padding_side):
 # ---------------------------------------------------------------------------------------------- kept scope
 
 
+@pytest.mark.parametrize("pooling", ["window", "document"])
 @pytest.mark.parametrize("length", [9, 22, 30])
-def test_kept_scope_equals_the_gradient_of_bpt3c_itself(length):
-    model = float64_model()
+def test_kept_scope_equals_the_gradient_of_bpt3c_itself(length, pooling):
+    model = float64_model(classifier_pooling=pooling)
     ids = random_document(length, seed=length)
     grad, embeds, logits = reference_gradient(model, ids, reference_bpt3c)
     result = interpret.token_attributions(model, ids, method="gradient_x_input", scope="kept")

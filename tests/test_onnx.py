@@ -93,6 +93,20 @@ def test_backwards_model_and_no_tokenizer(tmp_path):
         runner.predict(["a text"])
 
 
+def test_document_pooling_is_exported(tmp_path):
+    """classifier_pooling="document" travels in the export's config and the runner pools every token."""
+    model = make_classifier(50, seed=4, classifier_pooling="document")
+    runner = OnnxClassifier(export_onnx(model, tmp_path / "document"))
+    assert runner.config.classifier_pooling == "document"
+    docs = random_docs(LENGTHS, 50, seed=5)
+    for side in ("left", "right"):
+        assert_matches_torch(runner, model, *pad_batch(docs, side))
+    window = make_classifier(50, seed=4)  # the same weights, fastai's window: differs once a document is longer
+    ids, mask = pad_batch(docs, "right")
+    changed = np.abs(torch_logits(window, ids, mask) - runner(ids.numpy(), mask.numpy())).max(axis=1) > 1e-3
+    assert changed.tolist() == [n > MAX_LEN for n in LENGTHS]
+
+
 @settings(max_examples=15, deadline=None)
 @given(
     lengths=st.lists(st.integers(1, 5 * MAX_LEN), min_size=1, max_size=5),

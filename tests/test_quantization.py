@@ -76,11 +76,12 @@ def test_int8_lstm_layer_close_to_float(packed):
     assert (h8 - h).abs().max() < 0.05 and (c8 - c).abs().max() < 0.1
 
 
-@pytest.mark.parametrize("side", ["left", "right"])
-def test_int8_classifier_agrees_with_float(side):
+@pytest.mark.parametrize("side,pooling", [("left", "window"), ("right", "window"), ("right", "document")])
+def test_int8_classifier_agrees_with_float(side, pooling):
     """Documents of 1 to 5*max_len tokens, padded: int8 logits within 3% of the logit scale, same argmax."""
-    model = classifier()
+    model = classifier(classifier_pooling=pooling)
     quantized = hf_bpt3c.quantize_for_cpu(model)
+    assert quantized.config.classifier_pooling == pooling
     docs = random_docs(LENGTHS * 4, model.config.vocab_size, seed=1)
     ids, mask = pad_batch(docs, side)
     with torch.no_grad():

@@ -222,7 +222,8 @@ class _CheckpointedReader:
     def _plan(self, rows: int) -> ChunkPlan:
         """The plan of `rows` copies of the document: chunks of `bptt` tokens (as in training), no autograd."""
         lengths = torch.full((rows,), self.length, dtype=torch.long, device=self.ids.device)
-        return plan_chunks(lengths, self.model.config.bptt, self.model.config.max_len, grad=False, training=True)
+        config = self.model.config
+        return plan_chunks(lengths, config.bptt, config.max_len, False, True, config.classifier_pooling)
 
     def embeddings(self, start: int, end: int) -> torch.Tensor:
         """`(end-start, emb)` the document's own token embeddings."""
@@ -287,7 +288,7 @@ class _CheckpointedReader:
             out, state_out = self._run(x, state_in)
             outputs, grads = [], []
             if chunk.pooled:
-                kept, last_at = kept_columns(chunk, plan.ends, plan.kept_from)
+                kept, last_at = kept_columns(chunk, plan.ends, plan.pooled_from)
                 outputs.append(out)
                 grads.append(pool.output_gradient(d_pooled, kept, last_at, start))
             if d_state is not None:

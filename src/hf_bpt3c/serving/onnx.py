@@ -693,7 +693,7 @@ class OnnxClassifier:
                 f"{self.folder} is an ensemble's export: each member encodes the documents (runner.members[i])"
             )
         config = self.config
-        plan = plan_chunks(lengths, config.bptt, config.max_len, grad=False, training=False)
+        plan = plan_chunks(lengths, config.bptt, config.max_len, False, False, config.classifier_pooling)
         tokens = shift_right(tokens[plan.order], plan.first, plan.lengths)  # longest first
         batch = tokens.size(0)
         state = tuple((torch.zeros(batch, size), torch.zeros(batch, size)) for _, size in config.layer_sizes)

@@ -12,7 +12,9 @@ Invariants of `plan_chunks` (property-tested in tests/test_bpt3c_plan.py):
   kept window begins at the same column, where autograd begins (`grad_from`);
 - the rows a chunk runs (`rows`) are a prefix: every row that is inside its document at the chunk is in it, and
   every row in it has begun its document;
-- every kept token (the chunks beginning in a document's last `max_len` tokens) is pooled exactly once.
+- every pooled token is pooled exactly once: the kept tokens (the chunks beginning in a document's last `max_len`
+  tokens) with `pooling="window"` (fastai's rule), every token of the document with `pooling="document"`; the
+  chunks with autograd are the kept ones either way.
 """
 
 from __future__ import annotations
@@ -49,7 +51,8 @@ class ChunkPlan:
 
     order: the caller's row of each sorted row; restore: its inverse. lengths: tokens per document. first: the
     column of each document's first token; ends: the column after its last; kept_from: the column where its kept
-    window begins. chunks: in reading order.
+    window begins; pooled_from: the column where its pooled tokens begin (`kept_from`, or `first` when the whole
+    document is pooled). chunks: in reading order.
     """
 
     order: torch.Tensor
@@ -58,6 +61,7 @@ class ChunkPlan:
     first: torch.Tensor
     ends: torch.Tensor
     kept_from: torch.Tensor
+    pooled_from: torch.Tensor
     chunks: list[Chunk]
 
 
@@ -68,12 +72,17 @@ def kept_window_start(lengths: torch.Tensor, bptt: int, max_len: int) -> torch.T
 
 
 @torch.compiler.disable  # a plan is Python over a handful of integers: run eagerly under torch.compile
-def plan_chunks(lengths: torch.Tensor, bptt: int, max_len: int, grad: bool, training: bool) -> ChunkPlan:
+def plan_chunks(
+    lengths: torch.Tensor, bptt: int, max_len: int, grad: bool, training: bool, pooling: str = "window"
+) -> ChunkPlan:
     """The reading plan of documents of `lengths` `(batch,)` (>= 1 each).
 
     grad: a gradient is wanted (the kept chunks run with autograd, the documents are aligned on their kept
-    windows); training: chunks of exactly `bptt` tokens (BPT3C's unit of truncation and dropout; implied by grad).
+    windows); training: chunks of exactly `bptt` tokens (BPT3C's unit of truncation and dropout; implied by grad);
+    pooling: `"window"` pools the kept windows, `"document"` every token (the autograd window is the same).
     """
+    if pooling not in ("window", "document"):
+        raise ValueError(f'pooling must be "window" or "document", got {pooling!r}')
     order = torch.argsort(lengths, descending=True, stable=True)  # longest first
     lengths = lengths[order]
     kept_start = kept_window_start(lengths, bptt, max_len)
@@ -84,15 +93,16 @@ def plan_chunks(lengths: torch.Tensor, bptt: int, max_len: int, grad: bool, trai
     grad_from = int(kept_start.max()) if grad else 0
     first = grad_from - kept_start if grad else torch.zeros_like(kept_start)
     ends, kept_from = first + lengths, first + kept_start
-    first_list, end_list, kept_from_list = first.tolist(), ends.tolist(), kept_from.tolist()
+    pooled_from = first if pooling == "document" else kept_from
+    first_list, end_list, pooled_from_list = first.tolist(), ends.tolist(), pooled_from.tolist()
     chunks = []
     for start, end in chunk_bounds(end_list, bptt, grad or training):
         # rows that began by `start` are a prefix (`first` grows down the rows); run up to the last unfinished one
         # (a finished row in between reads padding: its outputs are not pooled, its state not used)
         rows = 1 + max(row for row in range(len(end_list)) if first_list[row] <= start < end_list[row])
-        pooled = min(kept_from_list[:rows]) < end
+        pooled = min(pooled_from_list[:rows]) < end
         chunks.append(Chunk(start, end, rows, grad and start >= grad_from, pooled))
-    return ChunkPlan(order, torch.argsort(order), lengths, first, ends, kept_from, chunks)
+    return ChunkPlan(order, torch.argsort(order), lengths, first, ends, kept_from, pooled_from, chunks)
 
 
 def chunk_bounds(ends: list[int], bptt: int, training: bool) -> list[tuple[int, int]]:
@@ -116,11 +126,11 @@ def chunk_bounds(ends: list[int], bptt: int, training: bool) -> list[tuple[int, 
     return bounds
 
 
-def kept_columns(chunk: Chunk, ends: torch.Tensor, kept_from: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """For the chunk's rows (`ends`, `kept_from`: their first `chunk.rows` entries): bool `(rows, chunk)`, the
+def kept_columns(chunk: Chunk, ends: torch.Tensor, pooled_from: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For the chunk's rows (`ends`, `pooled_from`: their first `chunk.rows` entries): bool `(rows, chunk)`, the
     columns pooled, and `(rows,)` the chunk position of each row's last token, or -1 if it is not in the chunk."""
     columns = chunk.start + torch.arange(chunk.end - chunk.start, device=ends.device)  # (chunk,)
-    kept = (columns >= kept_from.unsqueeze(1)) & (columns < ends.unsqueeze(1))  # (rows, chunk)
+    kept = (columns >= pooled_from.unsqueeze(1)) & (columns < ends.unsqueeze(1))  # (rows, chunk)
     last_at = ends - 1 - chunk.start
     last_at = torch.where(last_at < chunk.end - chunk.start, last_at, torch.full_like(last_at, -1))
     return kept, last_at
@@ -206,7 +216,7 @@ def run_plan(
         with torch.set_grad_enabled(chunk.grad):
             out, new_state = step(chunk, tokens[:n, chunk.start : chunk.end], tuple((h[:n], c[:n]) for h, c in state))
             if chunk.pooled:
-                pool.update(out, *kept_columns(chunk, plan.ends[:n], plan.kept_from[:n]), chunk.start)
+                pool.update(out, *kept_columns(chunk, plan.ends[:n], plan.pooled_from[:n]), chunk.start)
         state = tuple(
             (torch.cat([new_h, h[n:]]).detach(), torch.cat([new_c, c[n:]]).detach())
             for (new_h, new_c), (h, c) in zip(new_state, state)

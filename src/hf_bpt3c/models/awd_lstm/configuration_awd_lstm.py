@@ -27,6 +27,7 @@ FASTAI_CLASSIFIER_DROPOUTS = {
 _DROPOUT_NAMES = tuple(FASTAI_LM_DROPOUTS)
 SIZE_FIELDS = ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers")
 COMPUTE_DTYPES = ("float32", "bfloat16", "auto")
+CLASSIFIER_POOLINGS = ("window", "document")  # pooled: the kept window (fastai's rule) or every token
 PROBLEM_TYPES = (None, "single_label_classification", "multi_label_classification", "regression")
 _INT_FIELDS = ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers", "bptt", "max_len")
 _FLAG_NAMES = ("backwards", "tie_word_embeddings", "raise_on_nonfinite", "use_cache")
@@ -72,6 +73,11 @@ class AwdLstmConfig(PretrainedConfig):
         bptt: chunk length of back-propagation through time; BPT3C reads documents in chunks of this many tokens.
         max_len: the classifier keeps (pools, and back-propagates into) the chunks that begin within the last
             `max_len` tokens of each document; earlier chunks only warm up the state.
+        classifier_pooling: which tokens the classifier concat-pools (output at the last token, max, mean).
+            `"window"` (fastai's rule): the kept window, the chunks in the last `max_len` tokens. `"document"`:
+            every token of the document; the running max and mean are carried from chunk to chunk, the chunks
+            before the kept window still run without autograd (training memory stays flat at any length), and
+            in eval it equals `"window"` with an unbounded `max_len`.
         tie_word_embeddings: tie the LM decoder's weight to the input embedding.
         embedding_dropout: probability of dropping a whole vocabulary row of the embedding (per chunk).
         weight_dropout: DropConnect probability on each layer's hidden-to-hidden weights (per chunk).
@@ -110,6 +116,7 @@ class AwdLstmConfig(PretrainedConfig):
         eos_token_id: int = 3,
         bptt: int = 72,
         max_len: int = 1440,
+        classifier_pooling: str = "window",
         tie_word_embeddings: bool = True,
         embedding_dropout: float = FASTAI_LM_DROPOUTS["embedding_dropout"],
         weight_dropout: float = FASTAI_LM_DROPOUTS["weight_dropout"],
@@ -131,6 +138,7 @@ class AwdLstmConfig(PretrainedConfig):
         self.num_hidden_layers = num_hidden_layers
         self.bptt = bptt
         self.max_len = max_len
+        self.classifier_pooling = classifier_pooling
         self.embedding_dropout = embedding_dropout
         self.weight_dropout = weight_dropout
         self.input_dropout = input_dropout
@@ -194,6 +202,10 @@ class AwdLstmConfig(PretrainedConfig):
                     f"({value!r})"
                 )
         self._validate_head()
+        if self.classifier_pooling not in CLASSIFIER_POOLINGS:
+            raise ValueError(
+                f'AwdLstmConfig.classifier_pooling must be "window" or "document", got {self.classifier_pooling!r}'
+            )
         if self.compute_dtype not in COMPUTE_DTYPES:
             raise ValueError(
                 f'AwdLstmConfig.compute_dtype must be one of "float32", "bfloat16", "auto", got {self.compute_dtype!r}'

@@ -462,13 +462,16 @@ class AwdLstmModel(AwdLstmPreTrainedModel):
             hidden_states=layer_outputs if output_hidden_states else None,
         )
 
-    def read_documents(self, tokens: torch.Tensor, lengths: torch.Tensor, max_len: int, grad: bool) -> torch.Tensor:
+    def read_documents(
+        self, tokens: torch.Tensor, lengths: torch.Tensor, max_len: int, grad: bool, pooling: str = "window"
+    ) -> torch.Tensor:
         """BPT3C's reading: left-justified documents `tokens` (`(batch, seq)` ids or `(batch, seq, emb)` embeddings)
         of `lengths` `(batch,)`, read in `bptt`-token chunks from each one's own first token, the state carried and
         detached at every boundary; returns the concat pooling `(batch, 3*embedding_size)` = [output at the last
-        token, max, mean] over the chunks that begin in the last `max_len` tokens. grad: the pooled chunks run with
-        autograd (the earlier ones never do)."""
-        plan = plan_chunks(lengths, self.config.bptt, max_len, grad, self.training)
+        token, max, mean] over the chunks that begin in the last `max_len` tokens (`pooling="window"`) or over
+        every token (`"document"`). grad: the chunks in the last `max_len` tokens run with autograd (the earlier
+        ones never do)."""
+        plan = plan_chunks(lengths, self.config.bptt, max_len, grad, self.training, pooling)
         tokens = shift_right(tokens[plan.order], plan.first, plan.lengths)  # longest first, aligned as planned
         is_embeds = tokens.is_floating_point()
         like = tokens if is_embeds else self.embeddings.weight
@@ -634,16 +637,19 @@ class AwdLstmForSequenceClassification(AwdLstmPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """BPT3C: read each document in `bptt`-token chunks from its own first token and return its concat-pooled
-        features `(batch, 3*embedding_size)` = [output at the last token, max, mean over the kept tokens].
+        features `(batch, 3*embedding_size)` = [output at the last token, max, mean over the pooled tokens: the kept
+        window, or the whole document with `config.classifier_pooling="document"`].
 
         The state is carried from chunk to chunk and detached at every boundary; chunks that begin before the
-        document's last `max_len` tokens only warm up the state and run without autograd.
+        document's last `max_len` tokens only warm up the state (and, pooling the document, add to the pooling)
+        and run without autograd.
         """
         tokens, lengths = self._justified_documents(input_ids, attention_mask, inputs_embeds)
         needs_grad = torch.is_grad_enabled() and (
             any(p.requires_grad for p in self.parameters()) or (tokens.is_floating_point() and tokens.requires_grad)
         )
-        return self.awd_lstm.read_documents(tokens, lengths, self.config.max_len, needs_grad)
+        config = self.config
+        return self.awd_lstm.read_documents(tokens, lengths, config.max_len, needs_grad, config.classifier_pooling)
 
     def document_embeddings(
         self,

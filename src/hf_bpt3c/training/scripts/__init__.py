@@ -10,7 +10,14 @@ built from, for scripts of your own:
 - `predictions`: `write_predictions`, a predictions file from one classifier or an ensemble.
 """
 
-from .arguments import TOKENIZER_TYPES, ClassifierArguments, DataArguments, LabelArguments, LanguageModelArguments
+from .arguments import (
+    CLASSIFIER_POOLINGS,
+    TOKENIZER_TYPES,
+    ClassifierArguments,
+    DataArguments,
+    LabelArguments,
+    LanguageModelArguments,
+)
 from .classifier import build_classifier, train_classifier
 from .labels import PROBLEM_TYPES, Targets, encode_split, fit_targets, label_columns, model_targets
 from .language_model import (
@@ -74,6 +81,7 @@ __all__ = [
     "save_training_curves",
     "last_checkpoint",
     "NEW_MODEL_SIZES",
+    "CLASSIFIER_POOLINGS",
     "TOKENIZER_TYPES",
     "build_tokenizer",
     "tokenizer_settings",

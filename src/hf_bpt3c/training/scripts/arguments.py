@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ...models.awd_lstm.configuration_awd_lstm import CLASSIFIER_POOLINGS
+
 TOKENIZER_TYPES = ("word", "sentencepiece")
 
 
@@ -60,6 +62,13 @@ class ClassifierArguments(LabelArguments):
     tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer folder (default: the model's)."})
     bptt: int = field(default=72, metadata={"help": "BPT3C chunk length."})
     max_len: int = field(default=1440, metadata={"help": "Tokens at the end of each document that get gradient."})
+    classifier_pooling: str = field(
+        default="window",
+        metadata={
+            "help": "What the head pools: 'window' (the last max_len tokens, fastai) or 'document' (every token).",
+            "choices": CLASSIFIER_POOLINGS,
+        },
+    )
     drop_mult: float = field(default=0.5, metadata={"help": "Multiplier of fastai's classifier dropouts."})
     lr: str = field(
         default="1e-2",

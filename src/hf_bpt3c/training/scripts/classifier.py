@@ -32,7 +32,7 @@ def build_classifier(args: ClassifierArguments, targets: Targets) -> AwdLstmForS
     preset = AwdLstmConfig.for_classification(drop_mult=args.drop_mult)
     for name in ("embedding_dropout", "weight_dropout", "input_dropout", "hidden_dropout", "output_dropout"):
         setattr(config, name, getattr(preset, name))
-    config.bptt, config.max_len = args.bptt, args.max_len
+    config.bptt, config.max_len, config.classifier_pooling = args.bptt, args.max_len, args.classifier_pooling
     config.id2label = dict(enumerate(targets.names))
     config.label2id = {label: i for i, label in enumerate(targets.names)}
     config.problem_type = targets.problem_type
