@@ -48,6 +48,7 @@ from transformers import EvalPrediction, HfArgumentParser, TrainingArguments, se
 from hf_bpt3c import AwdLstmEnsembleForSequenceClassification, AwdLstmForSequenceClassification, AwdLstmTokenizer
 from hf_bpt3c.training.data import imdb_sample
 from hf_bpt3c.training.scripts import (
+    BATCH_ORDERS,
     CARD_METRICS,
     CLASSIFIER_POOLINGS,
     TOKENIZER_TYPES,
@@ -123,6 +124,13 @@ class UlmfitArguments(LabelArguments):
         metadata={
             "help": "What the head pools: 'window' (the last max_len tokens, fastai) or 'document' (every token).",
             "choices": CLASSIFIER_POOLINGS,
+        },
+    )
+    batch_order: str = field(
+        default="group_by_length",
+        metadata={
+            "help": "Classifier batches of similar lengths: 'group_by_length' (Trainer's) or 'sortish' (fastai's).",
+            "choices": BATCH_ORDERS,
         },
     )
     lm_epochs: float | None = field(
@@ -351,6 +359,7 @@ def train_direction(args, data_args, training_args, splits, tokenizer, output_di
         bptt=lm.config.bptt,
         max_len=args.max_len,
         classifier_pooling=args.classifier_pooling,
+        batch_order=args.batch_order,
         lr=args.classifier_lr,
         lr_find=args.lr_find,
     )

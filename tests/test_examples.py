@@ -278,7 +278,7 @@ def tiny_lm(folder, texts: list[str]) -> str:
 
 def test_run_classification_lr_find_auto(tmp_path):
     """`--lr_find --lr auto`: the finder's plot and suggestions, training at the valley suggestion, the training
-    curves next to the model."""
+    curves next to the model (batches in fastai's sortish order)."""
     pytest.importorskip("matplotlib")
     data, lm = tiny_classification_task(tmp_path)
     out = tmp_path / "clf"
@@ -286,7 +286,7 @@ def test_run_classification_lr_find_auto(tmp_path):
         "run_classification.py",
         "--model_name_or_path", lm, "--train_file", data, "--split_column", "is_valid",
         "--bptt", "8", "--max_len", "16", "--per_device_train_batch_size", "8", "--num_train_epochs", "2",
-        "--lr_find", "--lr", "auto", "--output_dir", str(out), "--save_strategy", "no",
+        "--lr_find", "--lr", "auto", "--output_dir", str(out), "--save_strategy", "no", "--batch_order", "sortish",
     )  # fmt: skip
     valley = float(stdout.split("training at the valley suggestion, learning rate")[1].split()[0])
     assert f"valley {valley:.2e}" in stdout and "validation accuracy:" in stdout

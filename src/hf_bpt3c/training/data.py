@@ -3,8 +3,8 @@ batch, and fastai's IMDb sample.
 
 Classification needs nothing special: `transformers.DataCollatorWithPadding(tokenizer)` pads each batch to its
 longest document (the model skips padding on either side), and `TrainingArguments(train_sampling_strategy=
-"group_by_length")` puts documents of similar length together, like fastai's `SortedDL`. `document_lengths` gives
-the lengths for that sampler.
+"group_by_length")` puts documents of similar length together; `SortishDataset` orders them as fastai's `SortedDL`
+does (batches of similar lengths in random order) for a sequential sampler. `document_lengths` gives the lengths.
 
 Language modelling follows fastai's `LMDataLoader`: the token ids of all documents are concatenated and cut into
 `batch_size` contiguous streams; batch `k` holds window `k` (`bptt` tokens) of every stream, so that the LSTM state
@@ -152,8 +152,72 @@ class LMStreamDataset(torch.utils.data.Dataset):
         return {"input_ids": ids, "labels": ids.clone()}
 
 
+class SortishDataset(torch.utils.data.Dataset):
+    """A classifier's training documents in fastai's `SortedDL` order, for a sequential sampler.
+
+    Every epoch (`set_epoch`, which `Trainer` calls through accelerate's data loader) the documents are shuffled
+    with a generator seeded by `seed + epoch`, the longest is moved to the front (a batch that does not fit shows up
+    at the first step), runs of `50 * batch_size` are sorted longest first and cut into batches of `batch_size`,
+    and the batches between the first and the last are shuffled: each batch holds documents of similar length
+    (little padding) and the batches come in random order. Trainer's `group_by_length` instead sorts runs of
+    `min(n // (4 * batch_size), 50) * batch_size` documents (about four runs in a small set) and serves each run's
+    batches one after the other, longest first.
+
+    Args:
+        dataset: the documents (anything with `__len__` and `__getitem__`, e.g. a tokenized `datasets.Dataset`).
+        lengths: tokens of each document.
+        batch_size: documents per batch of one process (`per_device_train_batch_size`). Under DDP accelerate deals
+            consecutive batches round-robin to the processes, so each still gets batches of similar lengths.
+        seed: the order depends on `seed` and the epoch only (the same on every process, and after a resume).
+    """
+
+    def __init__(self, dataset, lengths: Sequence[int], batch_size: int, seed: int = 0):
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"seed must be an int, got {seed!r}")
+        if len(lengths) != len(dataset):
+            raise ValueError(f"lengths holds {len(lengths)} values for {len(dataset)} documents")
+        self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
+        self.lengths = torch.as_tensor(list(lengths), dtype=torch.long)
+        self.epoch = None
+        self.set_epoch(0)
+
+    def sortish_order(self, epoch: int) -> list[int]:
+        """The documents' order in `epoch`."""
+        n = len(self.lengths)
+        if n == 0:
+            return []
+        generator = torch.Generator().manual_seed(self.seed + epoch)
+        order = torch.randperm(n, generator=generator)
+        longest = int((order == int(self.lengths.argmax())).nonzero())
+        order[[0, longest]] = order[[longest, 0]]
+        run = 50 * self.batch_size
+        runs = [order[i : i + run] for i in range(0, n, run)]
+        order = torch.cat([r[torch.argsort(self.lengths[r], descending=True, stable=True)] for r in runs])
+        batches = list(order.split(self.batch_size))
+        if len(batches) > 2:
+            middle = torch.randperm(len(batches) - 2, generator=generator) + 1
+            batches = [batches[0], *(batches[i] for i in middle.tolist()), batches[-1]]
+        return torch.cat(batches).tolist()
+
+    def set_epoch(self, epoch: int) -> None:
+        """Order the documents for `epoch`."""
+        if epoch != self.epoch:
+            self.order, self.epoch = self.sortish_order(epoch), epoch
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __getitem__(self, index: int):
+        if not 0 <= index < len(self.order):
+            raise IndexError(f"index {index} out of range for {len(self.order)} documents")
+        return self.dataset[self.order[index]]
+
+
 __all__ = [
     "LMStreamDataset",
+    "SortishDataset",
     "StreamStateCallback",
     "document_lengths",
     "imdb_sample",

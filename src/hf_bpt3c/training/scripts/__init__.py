@@ -11,6 +11,7 @@ built from, for scripts of your own:
 """
 
 from .arguments import (
+    BATCH_ORDERS,
     CLASSIFIER_POOLINGS,
     TOKENIZER_TYPES,
     ClassifierArguments,
@@ -81,6 +82,7 @@ __all__ = [
     "save_training_curves",
     "last_checkpoint",
     "NEW_MODEL_SIZES",
+    "BATCH_ORDERS",
     "CLASSIFIER_POOLINGS",
     "TOKENIZER_TYPES",
     "build_tokenizer",

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from ...models.awd_lstm.configuration_awd_lstm import CLASSIFIER_POOLINGS
 
 TOKENIZER_TYPES = ("word", "sentencepiece")
+BATCH_ORDERS = ("group_by_length", "sortish")  # the classifier's training batches
 
 
 @dataclass
@@ -67,6 +68,14 @@ class ClassifierArguments(LabelArguments):
         metadata={
             "help": "What the head pools: 'window' (the last max_len tokens, fastai) or 'document' (every token).",
             "choices": CLASSIFIER_POOLINGS,
+        },
+    )
+    batch_order: str = field(
+        default="group_by_length",
+        metadata={
+            "help": "Training batches of similar lengths: 'group_by_length' (Trainer's, longest first per run) or "
+            "'sortish' (fastai's SortedDL: the batches in random order).",
+            "choices": BATCH_ORDERS,
         },
     )
     drop_mult: float = field(default=0.5, metadata={"help": "Multiplier of fastai's classifier dropouts."})

@@ -10,6 +10,7 @@ from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
 from ...models.awd_lstm import AwdLstmConfig, AwdLstmForSequenceClassification, AwdLstmTokenizer
 from ..callbacks import ActivationRegularizationCallback, EvaluationRandomStateCallback, GradualUnfreezingCallback
+from ..data import SortishDataset, document_lengths
 from ..recipe import num_training_steps, ulmfit_optimizers
 from .arguments import ClassifierArguments
 from .labels import Targets, encode_split, fit_targets
@@ -40,6 +41,25 @@ def build_classifier(args: ClassifierArguments, targets: Targets) -> AwdLstmForS
     return AwdLstmForSequenceClassification.from_pretrained(args.model_name_or_path, config=config)
 
 
+def ordered_for_training(args: ClassifierArguments, training_args: TrainingArguments, train_data):
+    """Batches of similar lengths: Trainer's `group_by_length` (a plain `random` becomes it) or, with
+    `args.batch_order == "sortish"`, fastai's `SortedDL` order (`SortishDataset`, read sequentially)."""
+    strategy = training_args.train_sampling_strategy
+    if args.batch_order == "sortish":
+        if strategy != "random":
+            raise ValueError(
+                f"--batch_order sortish orders the batches itself: leave --train_sampling_strategy at its default "
+                f"(got {strategy!r})"
+            )
+        seed = training_args.seed if training_args.data_seed is None else training_args.data_seed
+        lengths = document_lengths(train_data["input_ids"])
+        train_data = SortishDataset(train_data, lengths, training_args.per_device_train_batch_size, seed=seed)
+        training_args.train_sampling_strategy = "sequential"
+    elif strategy == "random":
+        training_args.train_sampling_strategy = "group_by_length"
+    return train_data
+
+
 def train_classifier(
     args: ClassifierArguments,
     training_args: TrainingArguments,
@@ -59,8 +79,7 @@ def train_classifier(
     with training_args.main_process_first(desc="tokenizing"):
         train_data = encode_split(splits["train"], "train", targets, tokenizer, text_column)
         eval_data = encode_split(splits["validation"], "validation", targets, tokenizer, text_column)
-    if training_args.train_sampling_strategy == "random":
-        training_args.train_sampling_strategy = "group_by_length"  # fastai's SortedDL: similar lengths per batch
+    train_data = ordered_for_training(args, training_args, train_data)
     log_for_curves(training_args, steps_per_epoch(len(train_data), training_args), len(eval_data) > 0)
     steps = num_training_steps(len(train_data), training_args)
 
