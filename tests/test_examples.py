@@ -223,9 +223,12 @@ def test_run_language_modeling_resumes_and_logs_perplexity(data_dir, tmp_path):
         "--eval_strategy", "epoch", "--save_strategy", "epoch", "--logging_steps", "20",
         "--output_dir", str(out), "--seed", "1",
     ]  # fmt: skip
-    run_script("run_language_modeling.py", *command)
+    first_stdout = run_script("run_language_modeling.py", *command)
     checkpoints = sorted(out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     assert len(checkpoints) == 2
+    total_steps = int(checkpoints[-1].name.split("-")[1])
+    assert f"language model: {total_steps:,} steps of 160 tokens to go" in first_stdout  # 8 streams of 20
+    assert "tokens/s, about" in first_stdout
     state = json.loads((checkpoints[-1] / "trainer_state.json").read_text())
     evals = [entry for entry in state["log_history"] if "eval_loss" in entry]
     assert [entry["epoch"] for entry in evals] == [1.0, 2.0]
@@ -239,6 +242,8 @@ def test_run_language_modeling_resumes_and_logs_perplexity(data_dir, tmp_path):
     stdout = run_script("run_language_modeling.py", *command)
     resumed = load_file(out / "model.safetensors")
     assert "validation perplexity:" in stdout
+    steps_left = total_steps - int(checkpoints[0].name.split("-")[1])
+    assert f"language model: {steps_left:,} steps of 160 tokens to go" in stdout  # the estimate counts from the resume
     assert resumed.keys() == uninterrupted.keys()
     for name, tensor in uninterrupted.items():
         assert torch.equal(resumed[name], tensor), name

@@ -7,11 +7,13 @@
   every epoch does not change the trained weights.
 - `StreamStateCallback`: the language model's recurrent state carried from batch to batch over the contiguous
   streams of `hf_bpt3c.training.data.LMStreamDataset`, saved with every checkpoint.
+- `TimeEstimateCallback`: the work announced when training begins, then the measured speed and the time left.
 """
 
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -243,10 +245,61 @@ class StreamStateCallback(TrainerCallback):
         self._handles = []
 
 
+class TimeEstimateCallback(TrainerCallback):
+    """Say up front how much work a run is, then, after `measure_steps` steps, how fast it goes and how long is left.
+
+    When training begins (or resumes) it prints the steps and tokens to go; once `measure_steps` steps have run
+    after the first one (the first includes one-off setup, so it is not timed), the measured tokens per second and
+    the estimated minutes left. Printed by the main process only.
+
+    Args:
+        tokens_per_step: tokens one optimizer step reads on all processes together (language model: streams *
+            processes * gradient accumulation * bptt).
+        what: the name printed before the figures, e.g. "language model".
+        measure_steps: how many timed steps the estimate rests on.
+    """
+
+    def __init__(self, tokens_per_step: int, what: str, measure_steps: int = 20):
+        self.tokens_per_step, self.what, self.measure_steps = tokens_per_step, what, measure_steps
+        self._timer: tuple[int, float] | None = None
+        self.tokens_per_second: float | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._timer, self.tokens_per_second = None, None
+        steps_left = state.max_steps - state.global_step
+        if state.is_world_process_zero and steps_left > 0:
+            print(
+                f"{self.what}: {steps_left:,} steps of {self.tokens_per_step:,} tokens to go "
+                f"({steps_left * self.tokens_per_step / 1e6:.2f}M tokens); a time estimate follows after "
+                f"{self.measure_steps + 1} steps",
+                flush=True,
+            )
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.tokens_per_second is not None:
+            return
+        if self._timer is None:
+            self._timer = (state.global_step, time.perf_counter())  # after the first (untimed) step
+            return
+        first_step, started = self._timer
+        timed = state.global_step - first_step
+        if timed < self.measure_steps:
+            return
+        self.tokens_per_second = timed * self.tokens_per_step / (time.perf_counter() - started)
+        minutes_left = (state.max_steps - state.global_step) * self.tokens_per_step / self.tokens_per_second / 60
+        if state.is_world_process_zero:
+            print(
+                f"{self.what}: {self.tokens_per_second:,.0f} tokens/s, about {minutes_left:.0f} min left "
+                f"(step {state.global_step:,} of {state.max_steps:,})",
+                flush=True,
+            )
+
+
 __all__ = [
     "GradualUnfreezingCallback",
     "activation_penalty",
     "ActivationRegularizationCallback",
     "EvaluationRandomStateCallback",
     "StreamStateCallback",
+    "TimeEstimateCallback",
 ]

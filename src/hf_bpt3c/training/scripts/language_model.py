@@ -17,7 +17,12 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from ...convert.transfer import adapt_vocabulary
 from ...models.awd_lstm import AwdLstmConfig, AwdLstmForCausalLM, AwdLstmTokenizer
 from ...models.awd_lstm.tokenization_awd_lstm import is_english
-from ..callbacks import ActivationRegularizationCallback, EvaluationRandomStateCallback, StreamStateCallback
+from ..callbacks import (
+    ActivationRegularizationCallback,
+    EvaluationRandomStateCallback,
+    StreamStateCallback,
+    TimeEstimateCallback,
+)
 from ..data import LMStreamDataset
 from ..params import freeze_to, layer_groups
 from ..recipe import num_training_steps, ulmfit_optimizers
@@ -273,11 +278,13 @@ def train_language_model(
     if freeze_epochs > 0 and checkpoint is None:
         metrics.update(train_frozen_epochs(model, model_args, training_args, train_data, tokenizer, freeze_epochs))
     steps = num_training_steps(len(train_data), training_args)
+    tokens = config.bptt * batch * training_args.world_size * training_args.gradient_accumulation_steps  # per step
 
     def make_trainer(lr: float) -> Trainer:
         optimizers = ulmfit_optimizers(model, lr, steps, schedule=model_args.schedule, factor=model_args.lr_factor)
         callbacks = [StreamStateCallback(), ActivationRegularizationCallback(model_args.ar_alpha, model_args.tar_beta)]
         callbacks += [PerplexityCallback(), EvaluationRandomStateCallback()]
+        callbacks.append(TimeEstimateCallback(tokens, "language model"))
         return _trainer(model, training_args, train_data, eval_data, tokenizer, optimizers, callbacks)
 
     lr, trainer, finder_notes = resolve_lr(
