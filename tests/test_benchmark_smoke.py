@@ -57,24 +57,26 @@ def test_speed_benchmark_runs_bf16_rows_only_where_native():
 
 
 def test_quality_benchmark_smoke(data_dir, tmp_path):
-    """`benchmarks/quality.py --smoke` trains fastai's classifier and ours on both datasets (tiny) and reports."""
+    """`benchmarks/quality.py --smoke` trains fastai's classifier and ours on the three datasets (tiny; German with
+    SentencePiece), ours in both batch orders and both poolings, and reports."""
     pytest.importorskip("fastai.text.all", reason="the quality benchmark compares with fastai")
+    pytest.importorskip("sentencepiece", reason="German news is tokenized with SentencePiece")
     script = REPO_ROOT / "benchmarks" / "quality.py"
     output = tmp_path / "quality.json"
-    result = subprocess.run(
-        [sys.executable, str(script), "--smoke", "--output", str(output)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=REPO_ROOT,
-    )
+    command = [sys.executable, str(script), "--smoke", "--output", str(output)]
+    command += ["--batch_orders", "group_by_length", "sortish", "--poolings", "window", "document"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(output.read_text())
-    assert set(report) == {"trec", "imdb"}
+    assert set(report) == {"trec", "imdb", "german"}
+    assert report["german"]["setting"]["tokenizer"] == "sentencepiece"
+    variants = {f"{o}/{p}" for o in ("group_by_length", "sortish") for p in ("window", "document")}
     for dataset in report.values():
         (row,) = dataset["results"]
-        assert 0.0 <= row["fastai"] <= 1.0 and 0.0 <= row["ours"] <= 1.0
-        assert dataset["summary"]["ours_mean"] == row["ours"]
+        assert set(row["ours"]) == variants
+        assert 0.0 <= row["fastai"] <= 1.0 and all(0.0 <= a <= 1.0 for a in row["ours"].values())
+        for name, accuracy in row["ours"].items():
+            assert dataset["summary"]["ours"][name]["mean"] == accuracy
     assert "| mean of 1 |" in result.stdout
 
 
