@@ -2,9 +2,10 @@
 
 - `recipe`: ULMFiT's optimizers and schedules (discriminative learning rates, STLR, one-cycle);
 - `params`: fastai's layer groups and freezing by group;
-- `callbacks`: gradual unfreezing, AR/TAR, evaluations that leave the random state alone, the LM's carried state;
+- `callbacks`: gradual unfreezing, AR/TAR, evaluations that leave the random state alone, the LM's carried state,
+  time estimates;
 - `lr_finder`: fastai's learning-rate finder;
-- `data`: language-model streams and fastai's IMDb sample;
+- `data`: language-model streams, fastai's sortish classifier order and fastai's IMDb sample;
 - `random_state`: the global random states, taken and put back;
 - `scripts`: what the example scripts are built from (their arguments, the language-model and classifier stages,
   predictions files), imported on its own: `from hf_bpt3c.training.scripts import train_classifier`.
@@ -20,6 +21,7 @@ from .callbacks import (
     EvaluationRandomStateCallback,
     GradualUnfreezingCallback,
     StreamStateCallback,
+    TimeEstimateCallback,
     activation_penalty,
 )
 from .lr_finder import SUGGESTION_METHODS, LRFinderResult, lr_find
@@ -48,6 +50,7 @@ __all__ = [
     "ActivationRegularizationCallback",
     "EvaluationRandomStateCallback",
     "StreamStateCallback",
+    "TimeEstimateCallback",
     "rng_state",
     "set_rng_state",
     "plot_training_curves",
