@@ -387,15 +387,15 @@ def test_public_names_stay_where_they_were_and_the_callbacks_join_them():
         "FASTAI_ADAM", "layer_groups", "discriminative_param_groups", "slanted_triangular_schedule",
         "one_cycle_schedule", "ulmfit_optimizers", "num_training_steps", "freeze_to", "GradualUnfreezingCallback",
         "activation_penalty", "ActivationRegularizationCallback", "EvaluationRandomStateCallback",
-        "StreamStateCallback", "rng_state", "set_rng_state", "plot_training_curves", "SUGGESTION_METHODS",
-        "LRFinderResult", "lr_find",
+        "StreamStateCallback", "TimeEstimateCallback", "rng_state", "set_rng_state", "plot_training_curves",
+        "SUGGESTION_METHODS", "LRFinderResult", "lr_find",
     } == set(hf_bpt3c.training.__all__)  # fmt: skip
     for module in (callbacks, params, random_state, recipe):
         for name in module.__all__:
             assert getattr(hf_bpt3c.training, name) is getattr(module, name), name
     assert all(getattr(hf_bpt3c.training, name) is getattr(lr_finder, name) for name in hf_bpt3c.training.__all__[-3:])
     assert data.StreamStateCallback is hf_bpt3c.data.StreamStateCallback is callbacks.StreamStateCallback
-    assert set(data.__all__) >= {"LMStreamDataset", "document_lengths", "imdb_sample"}
+    assert set(data.__all__) >= {"LMStreamDataset", "SortishDataset", "document_lengths", "imdb_sample"}
     assert hf_bpt3c.lr_finder.lr_find is hf_bpt3c.training.lr_find
 
 
