@@ -147,9 +147,11 @@ def test_gradient_semantics_in_a_padded_batch():
         assert (batch_grads[row, : width - n] == 0).all()
 
 
-def test_warmup_chunks_build_no_graph():
-    """The autograd graph (saved tensors) is the same for a document of 2*max_len and of 10*max_len tokens."""
-    config = small_config(max_len=20, bptt=5)
+@pytest.mark.parametrize("pooling", ["window", "document"])
+def test_warmup_chunks_build_no_graph(pooling):
+    """The autograd graph (saved tensors) is the same for a document of 2*max_len and of 10*max_len tokens (pooling
+    the whole document too: the chunks before the kept window are pooled without autograd)."""
+    config = small_config(max_len=20, bptt=5, classifier_pooling=pooling)
     model = AwdLstmForSequenceClassification(config).train()
 
     def saved_numel(length: int) -> int:

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .configuration_awd_lstm import CLASSIFIER_POOLINGS
+
 LstmState = tuple[tuple[torch.Tensor, torch.Tensor], ...]  # per layer (h, c), each (batch, layer_size)
 # step(chunk, chunk_tokens (rows, chunk[, emb]), state of those rows) -> outputs (rows, chunk, feat), new state
 ChunkStep = Callable[["Chunk", torch.Tensor, LstmState], tuple[torch.Tensor, LstmState]]
@@ -81,7 +83,7 @@ def plan_chunks(
     windows); training: chunks of exactly `bptt` tokens (BPT3C's unit of truncation and dropout; implied by grad);
     pooling: `"window"` pools the kept windows, `"document"` every token (the autograd window is the same).
     """
-    if pooling not in ("window", "document"):
+    if pooling not in CLASSIFIER_POOLINGS:
         raise ValueError(f'pooling must be "window" or "document", got {pooling!r}')
     order = torch.argsort(lengths, descending=True, stable=True)  # longest first
     lengths = lengths[order]
