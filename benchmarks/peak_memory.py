@@ -17,6 +17,7 @@ import json
 import torch
 
 from hf_bpt3c import AwdLstmConfig, AwdLstmForSequenceClassification
+from hf_bpt3c.models.awd_lstm.configuration_awd_lstm import CLASSIFIER_POOLINGS
 
 
 def _status_mb(field: str) -> float:
@@ -40,7 +41,7 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=3)
     parser.add_argument("--vocab", type=int, default=1000)
     parser.add_argument("--inference", action="store_true", help="measure an eval forward pass instead")
-    parser.add_argument("--pooling", choices=("window", "document"), default="window", help="classifier_pooling")
+    parser.add_argument("--pooling", choices=CLASSIFIER_POOLINGS, default="window", help="classifier_pooling")
     args = parser.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(1)

@@ -48,6 +48,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hf_bpt3c.training.scripts import BATCH_ORDERS, CLASSIFIER_POOLINGS
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = REPO_ROOT.parent / "shared" / "data"
 
@@ -369,9 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    orders = ("group_by_length", "sortish")
-    parser.add_argument("--batch_orders", nargs="+", choices=orders, default=["group_by_length"])
-    parser.add_argument("--poolings", nargs="+", choices=("window", "document"), default=["window"])
+    parser.add_argument("--batch_orders", nargs="+", choices=BATCH_ORDERS, default=["group_by_length"])
+    parser.add_argument("--poolings", nargs="+", choices=CLASSIFIER_POOLINGS, default=["window"])
     parser.add_argument("--epochs", type=int, help="override the epochs of every dataset")
     parser.add_argument("--max_len", type=int, help="override max_len (BPT3C's kept window) of every dataset")
     parser.add_argument("--threads", type=int, help="torch threads (default: all cores)")

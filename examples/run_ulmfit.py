@@ -48,16 +48,16 @@ from transformers import EvalPrediction, HfArgumentParser, TrainingArguments, se
 from hf_bpt3c import AwdLstmEnsembleForSequenceClassification, AwdLstmForSequenceClassification, AwdLstmTokenizer
 from hf_bpt3c.training.data import imdb_sample
 from hf_bpt3c.training.scripts import (
-    BATCH_ORDERS,
     CARD_METRICS,
-    CLASSIFIER_POOLINGS,
     TOKENIZER_TYPES,
     ClassifierArguments,
     DataArguments,
     LabelArguments,
     LanguageModelArguments,
+    batch_order_field,
     build_tokenizer,
     checked_start,
+    classifier_pooling_field,
     label_columns,
     load_splits,
     mean_outputs,
@@ -119,20 +119,8 @@ class UlmfitArguments(LabelArguments):
         default=None, metadata={"help": "Window (LM) and chunk (classifier) length (72, or the checkpoint's)."}
     )
     max_len: int = field(default=1440, metadata={"help": "Tokens at each document's end that get gradient."})
-    classifier_pooling: str = field(
-        default="window",
-        metadata={
-            "help": "What the head pools: 'window' (the last max_len tokens, fastai) or 'document' (every token).",
-            "choices": CLASSIFIER_POOLINGS,
-        },
-    )
-    batch_order: str = field(
-        default="group_by_length",
-        metadata={
-            "help": "Classifier batches of similar lengths: 'group_by_length' (Trainer's) or 'sortish' (fastai's).",
-            "choices": BATCH_ORDERS,
-        },
-    )
+    classifier_pooling: str = classifier_pooling_field()
+    batch_order: str = batch_order_field()
     lm_epochs: float | None = field(
         default=None, metadata={"help": "Language-model epochs (12 from scratch, 8 fine-tuning after the frozen one)."}
     )

@@ -249,6 +249,30 @@ def test_run_language_modeling_resumes_and_logs_perplexity(data_dir, tmp_path):
         assert torch.equal(resumed[name], tensor), name
 
 
+def test_run_ulmfit_resumes_an_interrupted_language_model(data_dir, tmp_path):
+    """The main job's long stage is the language model: with `--save_steps` it writes checkpoints, and the same
+    command on a folder holding only an early LM checkpoint (a run killed during the LM stage) resumes from it and
+    ends with the uninterrupted run's language model and classifier, bit for bit."""
+    command = [*imdb_sample_args(data_dir, tmp_path / "full"), "--quick", "--save_steps", "4", "--seed", "3"]
+    run_script("run_ulmfit.py", *command)
+    full = tmp_path / "full"
+    checkpoints = sorted((full / "language_model").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    assert len(checkpoints) >= 2
+    interrupted = tmp_path / "interrupted"
+    shutil.copytree(checkpoints[0], interrupted / "language_model" / checkpoints[0].name)
+    command[command.index("--output_dir") + 1] = str(interrupted)
+    stdout = run_script("run_ulmfit.py", *command)
+    total_steps = int(checkpoints[-1].name.split("-")[1])
+    steps_left = total_steps - int(checkpoints[0].name.split("-")[1])
+    assert f"language model: {steps_left:,} steps of" in stdout and "validation accuracy:" in stdout
+    for folder in (Path("language_model"), Path(".")):
+        uninterrupted = load_file(full / folder / "model.safetensors")
+        resumed = load_file(interrupted / folder / "model.safetensors")
+        assert resumed.keys() == uninterrupted.keys()
+        for name, tensor in uninterrupted.items():
+            assert torch.equal(resumed[name], tensor), (folder, name)
+
+
 def tiny_classification_task(folder) -> tuple[str, str]:
     """A tiny labelled CSV (48 training and 16 validation texts) and a tiny random LM with a tokenizer built from
     the texts (emb 8, hidden 16, 2 layers): a classification run in seconds."""

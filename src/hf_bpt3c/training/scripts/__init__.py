@@ -18,6 +18,8 @@ from .arguments import (
     DataArguments,
     LabelArguments,
     LanguageModelArguments,
+    batch_order_field,
+    classifier_pooling_field,
 )
 from .classifier import build_classifier, train_classifier
 from .labels import PROBLEM_TYPES, Targets, encode_split, fit_targets, label_columns, model_targets
@@ -84,6 +86,8 @@ __all__ = [
     "NEW_MODEL_SIZES",
     "BATCH_ORDERS",
     "CLASSIFIER_POOLINGS",
+    "batch_order_field",
+    "classifier_pooling_field",
     "TOKENIZER_TYPES",
     "build_tokenizer",
     "tokenizer_settings",

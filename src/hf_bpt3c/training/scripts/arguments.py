@@ -12,6 +12,29 @@ TOKENIZER_TYPES = ("word", "sentencepiece")
 BATCH_ORDERS = ("group_by_length", "sortish")  # the classifier's training batches
 
 
+def classifier_pooling_field():
+    """`--classifier_pooling`, as every script that trains a classifier takes it."""
+    return field(
+        default="window",
+        metadata={
+            "help": "What the head pools: 'window' (the last max_len tokens, fastai) or 'document' (every token).",
+            "choices": CLASSIFIER_POOLINGS,
+        },
+    )
+
+
+def batch_order_field():
+    """`--batch_order`, as every script that trains a classifier takes it."""
+    return field(
+        default="group_by_length",
+        metadata={
+            "help": "Training batches of similar lengths: 'group_by_length' (Trainer's, longest first per run) or "
+            "'sortish' (fastai's SortedDL: the batches in random order).",
+            "choices": BATCH_ORDERS,
+        },
+    )
+
+
 @dataclass
 class DataArguments:
     """Where the texts come from: local CSV/JSON(L) files or a `datasets` name."""
@@ -63,21 +86,8 @@ class ClassifierArguments(LabelArguments):
     tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer folder (default: the model's)."})
     bptt: int = field(default=72, metadata={"help": "BPT3C chunk length."})
     max_len: int = field(default=1440, metadata={"help": "Tokens at the end of each document that get gradient."})
-    classifier_pooling: str = field(
-        default="window",
-        metadata={
-            "help": "What the head pools: 'window' (the last max_len tokens, fastai) or 'document' (every token).",
-            "choices": CLASSIFIER_POOLINGS,
-        },
-    )
-    batch_order: str = field(
-        default="group_by_length",
-        metadata={
-            "help": "Training batches of similar lengths: 'group_by_length' (Trainer's, longest first per run) or "
-            "'sortish' (fastai's SortedDL: the batches in random order).",
-            "choices": BATCH_ORDERS,
-        },
-    )
+    classifier_pooling: str = classifier_pooling_field()
+    batch_order: str = batch_order_field()
     drop_mult: float = field(default=0.5, metadata={"help": "Multiplier of fastai's classifier dropouts."})
     lr: str = field(
         default="1e-2",
