@@ -1,6 +1,7 @@
 #!/usr/bin/env python
-"""ULMFiT end to end in one command: build the tokenizer from the training texts, train the AWD-LSTM language
-model on all texts (training and validation texts; no labels are used), train the BPT3C classifier from it,
+"""ULMFiT end to end in one command: build the tokenizer from the training texts (`--vocab_from language_model`:
+from every text the language model reads), train the AWD-LSTM language model on all texts (training and validation
+texts, plus any unlabelled `--lm_extra_file` texts; no labels are used), train the BPT3C classifier from it,
 evaluate, and save a folder that `pipeline("text-classification")` loads.
 
 Writes into `--output_dir`: the classifier with its tokenizer and model card, `eval_results.json`
@@ -74,6 +75,7 @@ from hf_bpt3c.training.scripts import (
 
 logger = logging.getLogger(__name__)
 DIRECTIONS = ("forward", "backward")
+VOCAB_SOURCES = ("training", "language_model")
 METRICS_DIR = Path(__file__).resolve().parent / "metrics"  # local `evaluate` modules: accuracy, f1, multilabel, ...
 
 
@@ -97,6 +99,15 @@ class UlmfitArguments(LabelArguments):
     )
     quick: bool = field(default=False, metadata={"help": "Tiny sizes and data for a smoke run (about a minute)."})
     max_vocab: int = field(default=60000, metadata={"help": "Vocabulary size."})
+    vocab_from: str = field(
+        default="training",
+        metadata={
+            "help": "Texts the vocabulary is built from: 'training' (the labelled training texts) or 'language_model' "
+            "(every text the language model reads: training, validation and --lm_extra_file texts, as fastai's "
+            "ULMFiT builds its LM's vocabulary).",
+            "choices": VOCAB_SOURCES,
+        },
+    )
     min_freq: int = field(default=3, metadata={"help": "Minimum count of a token kept in the vocabulary."})
     tokenizer_type: str | None = field(
         default=None,
@@ -229,9 +240,16 @@ def extra_texts(args: UlmfitArguments, column: str) -> list[str]:
     return texts
 
 
-def target_tokenizer(args: UlmfitArguments, data: datasets.Dataset, column: str) -> AwdLstmTokenizer:
-    """The vocabulary of the training texts: a new `--tokenizer_type` tokenizer for `--lang`, or the pretrained
-    model's splitting (its SentencePiece model kept) with the pieces of these texts."""
+def vocabulary_texts(args: UlmfitArguments, splits, lm_texts: list[str], data_args) -> datasets.Dataset:
+    """The texts the vocabulary is built from (`--vocab_from`), as a dataset with the text column."""
+    if args.vocab_from == "training":
+        return splits["train"].select_columns([data_args.text_column])
+    return datasets.Dataset.from_dict({data_args.text_column: lm_texts})
+
+
+def target_tokenizer(args: UlmfitArguments, data: datasets.Dataset) -> AwdLstmTokenizer:
+    """The vocabulary of `data`'s texts (`--vocab_from`): a new `--tokenizer_type` tokenizer for `--lang`, or the
+    pretrained model's splitting (its SentencePiece model kept) with the pieces of these texts."""
     pretrained = AwdLstmTokenizer.from_pretrained(args.model_name_or_path) if args.model_name_or_path else None
     settings = LanguageModelArguments(
         max_vocab=args.max_vocab,
@@ -240,7 +258,7 @@ def target_tokenizer(args: UlmfitArguments, data: datasets.Dataset, column: str)
         lang=args.lang,
         sp_vocab_size=args.sp_vocab_size,
     )
-    tokenizer = build_tokenizer(data, column, settings, pretrained=pretrained)
+    tokenizer = build_tokenizer(data, data.column_names[0], settings, pretrained=pretrained)
     print(f"vocabulary: {len(tokenizer)} tokens ({tokenizer.tokenizer_type}, {tokenizer.init_kwargs.get('lang')})")
     return tokenizer
 
@@ -266,6 +284,8 @@ def main() -> None:
             "--backwards/--bidirectional train from scratch: a pretrained LM reads in its own direction "
             "(fine-tune a backward one, e.g. wt103-bwd, with --model_name_or_path alone)"
         )
+    if args.keep_vocab and args.vocab_from != "training":
+        raise ValueError("--keep_vocab keeps the pretrained vocabulary: it cannot be combined with --vocab_from")
     if training_args.do_predict and not args.test_file:
         raise ValueError("--do_predict needs --test_file (the texts to predict)")
     if training_args.do_predict:
@@ -285,9 +305,10 @@ def main() -> None:
     train_texts = list(splits["train"][data_args.text_column])
     eval_texts = list(splits["validation"][data_args.text_column])
     print(f"{len(train_texts)} training and {len(eval_texts)} validation documents")
-    tokenizer = None if args.keep_vocab else target_tokenizer(args, splits["train"], data_args.text_column)
+    lm_texts = train_texts + eval_texts + extra_texts(args, data_args.text_column)
+    tokenizer = None if args.keep_vocab else target_tokenizer(args, vocabulary_texts(args, splits, lm_texts, data_args))
     if not args.bidirectional:
-        metrics = train_direction(args, data_args, training_args, splits, tokenizer, training_args.output_dir)
+        metrics = train_direction(args, data_args, training_args, splits, lm_texts, tokenizer, training_args.output_dir)
         print(f"{report(metrics, args.problem_type)} in {(time.time() - start) / 60:.1f} min")
         print(f"classifier saved in {training_args.output_dir}: pipeline('text-classification', model=...) loads it")
         write_test_predictions(args, data_args, training_args)
@@ -298,7 +319,7 @@ def main() -> None:
         began = time.time()
         out = os.path.join(training_args.output_dir, direction)
         direction_args = dataclasses.replace(args, backwards=direction == "backward")
-        metrics = train_direction(direction_args, data_args, training_args, splits, tokenizer, out)
+        metrics = train_direction(direction_args, data_args, training_args, splits, lm_texts, tokenizer, out)
         results.update({f"{direction}_{k.removeprefix('eval_')}": v for k, v in metrics.items()})
         results[f"{direction}_minutes"] = round((time.time() - began) / 60, 2)
     results.update(evaluate_ensemble(training_args.output_dir, splits, data_args.text_column, args))
@@ -312,11 +333,9 @@ def main() -> None:
     write_test_predictions(args, data_args, training_args)
 
 
-def train_direction(args, data_args, training_args, splits, tokenizer, output_dir: str) -> dict:
-    """The language model (in `output_dir/language_model`) then the classifier (in `output_dir`), reading
-    forwards or, with `args.backwards`, backwards. Returns the classifier's validation metrics."""
-    train_texts = list(splits["train"][data_args.text_column])
-    eval_texts = list(splits["validation"][data_args.text_column])
+def train_direction(args, data_args, training_args, splits, lm_texts: list[str], tokenizer, output_dir: str) -> dict:
+    """The language model on `lm_texts` (in `output_dir/language_model`) then the classifier (in `output_dir`),
+    reading forwards or, with `args.backwards`, backwards. Returns the classifier's validation metrics."""
     direction = "backward " if args.backwards else ""
     print(f"{direction}language model: from {args.model_name_or_path or 'scratch'}")
     lm_dir = os.path.join(output_dir, "language_model")
@@ -335,7 +354,7 @@ def train_direction(args, data_args, training_args, splits, tokenizer, output_di
         no_lm_shuffle=args.no_lm_shuffle,
     )
     lm_training = stage_args(training_args, lm_dir, args.lm_epochs, args.lm_batch_size)
-    lm_texts = train_texts + eval_texts + extra_texts(args, data_args.text_column)
+    eval_texts = list(splits["validation"][data_args.text_column])
     lm, tokenizer, lm_metrics = train_language_model(lm_args, lm_training, lm_texts, eval_texts, tokenizer)
     print(f"{direction}language model: perplexity {lm_metrics['perplexity']:.1f} on the validation texts")
 

@@ -249,6 +249,29 @@ def test_run_language_modeling_resumes_and_logs_perplexity(data_dir, tmp_path):
         assert torch.equal(resumed[name], tensor), name
 
 
+def test_run_ulmfit_builds_the_vocabulary_from_the_language_models_texts(data_dir, tmp_path):
+    """`--vocab_from language_model` builds the vocabulary from every text the LM reads, the unlabelled
+    `--lm_extra_file` texts included (fastai's ULMFiT LM vocabulary); the default keeps the training texts'."""
+    extra = tmp_path / "unsup.jsonl"
+    lines = (json.dumps({"text": f"A zorblatt film, zorblatt acting, zorblatt {i}."}) for i in range(4))
+    extra.write_text("\n".join(lines) + "\n")
+    args = [*imdb_sample_args(data_dir, tmp_path / "lm-vocab"), "--quick", "--lm_extra_file", str(extra)]
+    stdout = run_script("run_ulmfit.py", *args, "--vocab_from", "language_model")
+    assert "language model: 4 more texts" in stdout
+    tokenizer = AwdLstmTokenizer.from_pretrained(tmp_path / "lm-vocab")
+    assert "zorblatt" in tokenizer.get_vocab()
+    rows = read_csv_rows(data_dir / "imdb_sample" / "texts.csv")
+    train = [row["text"] for row in rows if row["is_valid"] == "False"][:160]  # --quick's 160 and 80
+    valid = [row["text"] for row in rows if row["is_valid"] == "True"][:80]
+    expected = AwdLstmTokenizer.from_texts([*train, *valid, *(json.loads(line)["text"] for line in extra.open())])
+    assert tokenizer.get_vocab() == expected.get_vocab()
+    refused = subprocess.run(
+        [sys.executable, str(EXAMPLES / "run_ulmfit.py"), *args, "--keep_vocab", "--vocab_from", "language_model"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert refused.returncode != 0 and "cannot be combined with --vocab_from" in refused.stderr
+
+
 def test_run_ulmfit_resumes_an_interrupted_language_model(data_dir, tmp_path):
     """The main job's long stage is the language model: with `--save_steps` it writes checkpoints, and the same
     command on a folder holding only an early LM checkpoint (a run killed during the LM stage) resumes from it and
