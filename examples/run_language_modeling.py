@@ -27,7 +27,13 @@ Examples:
 from __future__ import annotations
 
 import logging
+import os
 import sys
+
+# PyTorch's 2 MB pages for its large CPU tensors, set before torch allocates any: the language model's logits
+# and their gradient are allocated every step, and with 4 KB pages a third of the CPU time goes to page faults
+# (benchmarks/lm_speed.py). Set THP_MEM_ALLOC_ENABLE=0 to keep 4 KB pages.
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 import transformers
 from transformers import HfArgumentParser, TrainingArguments, set_seed

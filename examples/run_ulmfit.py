@@ -41,6 +41,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# PyTorch's 2 MB pages for its large CPU tensors, set before torch allocates any: the language model's logits
+# and their gradient are allocated every step, and with 4 KB pages a third of the CPU time goes to page faults
+# (benchmarks/lm_speed.py). Set THP_MEM_ALLOC_ENABLE=0 to keep 4 KB pages.
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+
 import datasets
 import numpy as np
 import transformers

@@ -6,6 +6,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -116,3 +117,18 @@ def test_serving_accuracy_benchmark_on_a_small_classifier(data_dir, tmp_path):
     assert "| 100.0% | 0.00e+00 |" in rows["PyTorch float32"] and "PyTorch int8" in rows
     if importlib.util.find_spec("onnxruntime"):
         assert "| ONNX Runtime int8 |" in result.stdout and "| ONNX Runtime float32 |" in result.stdout
+
+
+def test_lm_speed_benchmark_runs_both_page_sizes():
+    """`benchmarks/lm_speed.py` times the LM's training steps in a fresh process per setting; with 2 MB pages for
+    PyTorch's large tensors the [2304, 6008] logits cost far fewer page faults (where the kernel has THP)."""
+    script = REPO_ROOT / "benchmarks" / "lm_speed.py"
+    command = [sys.executable, str(script), "--vocab_sizes", "6008", "--steps", "2", "--warmup", "1", "--threads", "1"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line.split("|")[1:-1] for line in result.stdout.splitlines() if line.startswith("| 6,008 |")]
+    assert [row[1].strip() for row in rows] == ["unset", "1"]
+    faults = [float(row[4].replace(",", "")) for row in rows]
+    thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    if thp.is_file() and "[never]" not in thp.read_text():
+        assert faults[1] < faults[0] / 4
