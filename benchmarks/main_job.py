@@ -79,8 +79,12 @@ def run_tfidf(frame) -> dict[str, dict]:
     return results
 
 
+DIRECTION_KEYS = (("accuracy", "accuracy"), ("macro_f1", "f1"), ("minutes", "minutes"))
+
+
 def run_ours(args, seed: int, workdir: Path) -> dict:
-    """`examples/run_ulmfit.py` in a process of its own; its eval_results.json."""
+    """`examples/run_ulmfit.py` in a process of its own; its eval_results.json (with `--bidirectional` in
+    `--ours_args`: the forward + backward ensemble's metrics, and each direction's as `forward_accuracy`, ...)."""
     out = workdir / f"ours-seed{seed}"
     command = [
         sys.executable, str(REPO_ROOT / "examples" / "run_ulmfit.py"), "--train_file", str(args.train_file),
@@ -96,6 +100,10 @@ def run_ours(args, seed: int, workdir: Path) -> dict:
     subprocess.run(command, check=True, cwd=REPO_ROOT, stdout=subprocess.DEVNULL if args.quiet else None)
     minutes = (time.time() - started) / 60
     metrics = json.loads((out / "eval_results.json").read_text())
+    if "ensemble_accuracy" in metrics:  # --bidirectional: the ensemble's, and each direction's as well
+        directions = {f"{d}_{k}": metrics[f"{d}_{m}"] for d in ("forward", "backward") for k, m in DIRECTION_KEYS}
+        return {"accuracy": metrics["ensemble_accuracy"], "macro_f1": metrics["ensemble_f1"], "minutes": minutes,
+                **directions}  # fmt: skip
     return {"accuracy": metrics["eval_accuracy"], "macro_f1": metrics["eval_f1"], "minutes": minutes}
 
 
