@@ -21,7 +21,7 @@ For each dataset and seed, both frameworks get:
   0.8/0.7/0.8), gradual unfreezing (head first, one more group per epoch; Adam's state is kept, as ours does),
   AR/TAR 2/1, gradient clipping at norm 1 (Trainer's default), batches of similar lengths.
 Each framework batches as designed: fastai's `SortedDL` with `pad_input_chunk`; ours `Trainer` with right padding
-and `--batch_orders` (`group_by_length`: Trainer's length grouping; `sortish`: `SortishDataset`, fastai's order).
+and `--batch_orders` (`sortish`, the scripts' default: `SortishDataset`, fastai's order; `group_by_length`: Trainer's).
 Ours runs once per batch order and `--poolings` value (`window`: fastai's rule; `document`: every token pooled),
 each from the same initial weights. The evaluation split is scored once at the end. Prints the accuracies per
 seed, their means and the mean paired difference (ours - fastai) with its standard error.
@@ -371,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--batch_orders", nargs="+", choices=BATCH_ORDERS, default=["group_by_length"])
+    parser.add_argument("--batch_orders", nargs="+", choices=BATCH_ORDERS, default=["sortish"])
     parser.add_argument("--poolings", nargs="+", choices=CLASSIFIER_POOLINGS, default=["window"])
     parser.add_argument("--epochs", type=int, help="override the epochs of every dataset")
     parser.add_argument("--max_len", type=int, help="override max_len (BPT3C's kept window) of every dataset")

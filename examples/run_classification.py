@@ -5,9 +5,10 @@ Whole documents are read (no truncation): the model reads them in `bptt` chunks 
 chunks of the last `max_len` tokens. The recipe is fastai's: classifier dropouts (`drop_mult` 0.5), AdamW with
 betas (0.8, 0.99), discriminative learning rates (/2.6 per layer group), gradual unfreezing (head first, one more
 layer group per epoch), one-cycle or slanted triangular schedule, AR/TAR regularisation. Batches hold documents of
-similar length (`group_by_length`) and are padded per batch. Metrics come from local `evaluate` modules
-(`examples/metrics/`). The output folder is ready for `pipeline("text-classification")` and `push_to_hub`, with
-its model card, and `training_curves.png` (training and validation loss, validation accuracy against the step).
+similar length (fastai's `SortedDL` order by default; `--batch_order group_by_length` for Trainer's) and are padded
+per batch. Metrics come from local `evaluate` modules (`examples/metrics/`). The output folder is ready for
+`pipeline("text-classification")` and `push_to_hub`, with its model card, and `training_curves.png` (training and
+validation loss, validation accuracy against the step).
 `--lr_find` runs fastai's learning-rate finder first (`lr_find.png`, suggestions printed); `--lr auto` trains at
 its `valley` suggestion. `--do_predict --test_file FILE` writes `predictions.csv`: the test file's rows in their
 order, with the predicted `label` and one `prob_<class>` column per class. The training itself is

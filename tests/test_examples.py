@@ -409,7 +409,7 @@ def test_run_classification_predicts_in_input_order(tmp_path):
         "run_classification.py",
         "--model_name_or_path", lm, "--train_file", data, "--split_column", "is_valid",
         "--bptt", "8", "--max_len", "16", "--per_device_train_batch_size", "8", "--num_train_epochs", "1",
-        "--train_sampling_strategy", "group_by_length", "--per_device_eval_batch_size", "4",
+        "--batch_order", "group_by_length", "--per_device_eval_batch_size", "4",
         "--do_predict", "--test_file", str(tmp_path / "test.csv"), "--output_dir", str(out), "--save_strategy", "no",
         "--classifier_pooling", "document",
     )  # fmt: skip

@@ -92,8 +92,8 @@ def test_bad_arguments_name_themselves():
 
 
 def test_scripts_choose_the_order(tmp_path):
-    """`--batch_order sortish` wraps the training documents and reads them sequentially; the default keeps Trainer's
-    `group_by_length`; an explicit other sampling strategy is refused by name."""
+    """`--batch_order sortish`, the default, wraps the training documents and reads them sequentially (an explicit
+    other sampling strategy is refused by name); `group_by_length` keeps Trainer's."""
     import datasets
     from transformers import TrainingArguments
 
@@ -113,5 +113,6 @@ def test_scripts_choose_the_order(tmp_path):
     assert isinstance(wrapped, SortishDataset) and strategy == "sequential"
     assert wrapped.order == SortishDataset(data, list(range(1, 21)), 4, seed=3).order
     assert run("group_by_length") == (data, "group_by_length")
+    assert ClassifierArguments(model_name_or_path="lm").batch_order == "sortish"
     with pytest.raises(ValueError, match="--batch_order sortish .* --train_sampling_strategy"):
         run("sortish", "group_by_length")

@@ -26,10 +26,10 @@ def classifier_pooling_field():
 def batch_order_field():
     """`--batch_order`, as every script that trains a classifier takes it."""
     return field(
-        default="group_by_length",
+        default="sortish",
         metadata={
-            "help": "Training batches of similar lengths: 'group_by_length' (Trainer's, longest first per run) or "
-            "'sortish' (fastai's SortedDL: the batches in random order).",
+            "help": "Training batches of similar lengths: 'sortish' (fastai's SortedDL: the batches in random order) "
+            "or 'group_by_length' (Trainer's, longest first per run).",
             "choices": BATCH_ORDERS,
         },
     )

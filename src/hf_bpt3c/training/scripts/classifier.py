@@ -42,14 +42,14 @@ def build_classifier(args: ClassifierArguments, targets: Targets) -> AwdLstmForS
 
 
 def ordered_for_training(args: ClassifierArguments, training_args: TrainingArguments, train_data):
-    """Batches of similar lengths: Trainer's `group_by_length` (a plain `random` becomes it) or, with
-    `args.batch_order == "sortish"`, fastai's `SortedDL` order (`SortishDataset`, read sequentially)."""
+    """Batches of similar lengths: with `args.batch_order == "sortish"` (the default) fastai's `SortedDL` order
+    (`SortishDataset`, read sequentially), else Trainer's `group_by_length` (a plain `random` becomes it)."""
     strategy = training_args.train_sampling_strategy
     if args.batch_order == "sortish":
         if strategy != "random":
             raise ValueError(
-                f"--batch_order sortish orders the batches itself: leave --train_sampling_strategy at its default "
-                f"(got {strategy!r})"
+                f"--batch_order sortish (the default) orders the batches itself: leave --train_sampling_strategy at "
+                f"its default (got {strategy!r}), or pass --batch_order group_by_length for Trainer's order"
             )
         seed = training_args.seed if training_args.data_seed is None else training_args.data_seed
         lengths = document_lengths(train_data["input_ids"])
