@@ -55,6 +55,7 @@ from hf_bpt3c.training.scripts import (
     read_test_texts,
     report,
     train_classifier,
+    training_defaults,
     write_predictions,
 )
 
@@ -138,6 +139,7 @@ def predict_test_file(model, tokenizer, args: ClassifierArguments, training_args
 
 def main() -> None:
     parser = HfArgumentParser((ClassifierArguments, DataArguments, TrainingArguments))
+    parser.set_defaults(**training_defaults())
     args, data_args, training_args = parser.parse_args_into_dataclasses()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     transformers.utils.logging.set_verbosity_warning()

@@ -38,14 +38,22 @@ os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 import transformers
 from transformers import HfArgumentParser, TrainingArguments, set_seed
 
-from hf_bpt3c.training.scripts import DataArguments, LanguageModelArguments, load_splits, train_language_model
+from hf_bpt3c.training.scripts import (
+    DataArguments,
+    LanguageModelArguments,
+    load_splits,
+    train_language_model,
+    training_defaults,
+)
 
 LM_BATCH_SIZE = 32  # streams per process, unless --per_device_train_batch_size says otherwise
 
 
 def main() -> None:
     parser = HfArgumentParser((LanguageModelArguments, DataArguments, TrainingArguments))
-    parser.set_defaults(per_device_train_batch_size=LM_BATCH_SIZE, per_device_eval_batch_size=LM_BATCH_SIZE)
+    parser.set_defaults(
+        per_device_train_batch_size=LM_BATCH_SIZE, per_device_eval_batch_size=LM_BATCH_SIZE, **training_defaults()
+    )
     model_args, data_args, training_args = parser.parse_args_into_dataclasses()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     transformers.utils.logging.set_verbosity_warning()

@@ -75,6 +75,7 @@ from hf_bpt3c.training.scripts import (
     report,
     train_classifier,
     train_language_model,
+    training_defaults,
     write_predictions,
 )
 
@@ -281,6 +282,7 @@ def stage_args(base: TrainingArguments, output_dir: str, epochs: float, batch_si
 
 def main() -> None:
     parser = HfArgumentParser((UlmfitArguments, DataArguments, TrainingArguments))
+    parser.set_defaults(**training_defaults())
     args, data_args, training_args = parser.parse_args_into_dataclasses()
     args = with_defaults(args)
     data_args, training_args = main_job_defaults(data_args, training_args)

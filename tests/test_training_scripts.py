@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import REPO_ROOT
-from transformers import EvalPrediction, TrainingArguments
+from transformers import EvalPrediction, HfArgumentParser, TrainingArguments
 from transformers.trainer_utils import IntervalStrategy
 
 from hf_bpt3c.training.scripts import (
@@ -36,6 +36,7 @@ from hf_bpt3c.training.scripts import (
     summary,
     train_classifier,
     train_language_model,
+    training_defaults,
 )
 
 EXAMPLES = REPO_ROOT / "examples"
@@ -61,6 +62,22 @@ def test_the_examples_import_the_package_not_one_another(script):
     assert not imported & others, imported & others
     assert "hf_bpt3c.training.scripts" in imported
     assert "sys.path" not in (EXAMPLES / script).read_text()
+
+
+def test_training_defaults_pin_memory_only_with_an_accelerator():
+    parser = HfArgumentParser(TrainingArguments)
+    parser.set_defaults(**training_defaults())
+    (default,) = parser.parse_args_into_dataclasses(["--output_dir", "out", "--report_to", "none"])
+    assert default.dataloader_pin_memory is torch.accelerator.is_available()
+    (asked,) = parser.parse_args_into_dataclasses(["--output_dir", "out", "--dataloader_pin_memory", "true"])
+    assert asked.dataloader_pin_memory is True  # the user's flag still wins
+
+
+@pytest.mark.parametrize("script", ["run_classification.py", "run_language_modeling.py", "run_ulmfit.py"])
+def test_the_examples_take_the_training_defaults(script):
+    tree = ast.parse((EXAMPLES / script).read_text())
+    called = {node.func.id for node in ast.walk(tree) if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
+    assert "training_defaults" in called
 
 
 # ---------------------------------------------------------------------------------------------- learning rates

@@ -1,7 +1,8 @@
 """What the example scripts (`examples/run_language_modeling.py`, `run_classification.py`, `run_ulmfit.py`) are
 built from, for scripts of your own:
 
-- `arguments`: the command-line arguments as dataclasses for `HfArgumentParser`;
+- `arguments`: the command-line arguments as dataclasses for `HfArgumentParser`, `training_defaults` for
+  `TrainingArguments`;
 - `texts`: training/validation splits from files or a `datasets` name, the texts of a file to predict;
 - `runs`: learning rates (a number or the LR finder's `valley`), logging for the training curves, checkpoints;
 - `language_model`: `train_language_model`, ULMFiT's stages 1 and 2;
@@ -20,6 +21,7 @@ from .arguments import (
     LanguageModelArguments,
     batch_order_field,
     classifier_pooling_field,
+    training_defaults,
 )
 from .classifier import build_classifier, train_classifier
 from .labels import PROBLEM_TYPES, Targets, encode_split, fit_targets, label_columns, model_targets
@@ -88,6 +90,7 @@ __all__ = [
     "CLASSIFIER_POOLINGS",
     "batch_order_field",
     "classifier_pooling_field",
+    "training_defaults",
     "TOKENIZER_TYPES",
     "build_tokenizer",
     "tokenizer_settings",

@@ -6,10 +6,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
+
 from ...models.awd_lstm.configuration_awd_lstm import CLASSIFIER_POOLINGS
 
 TOKENIZER_TYPES = ("word", "sentencepiece")
 BATCH_ORDERS = ("group_by_length", "sortish")  # the classifier's training batches
+
+
+def training_defaults() -> dict:
+    """Defaults the scripts give `TrainingArguments` (for `parser.set_defaults`): pinned memory only where an
+    accelerator exists, so a CPU run does not warn on every data loader."""
+    return {"dataloader_pin_memory": torch.accelerator.is_available()}
 
 
 def classifier_pooling_field():
