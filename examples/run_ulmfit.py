@@ -64,6 +64,8 @@ from hf_bpt3c.training.scripts import (
     build_tokenizer,
     checked_start,
     classifier_pooling_field,
+    early_stopping_holdout_field,
+    early_stopping_patience_field,
     label_columns,
     load_splits,
     mean_outputs,
@@ -174,6 +176,8 @@ class UlmfitArguments(LabelArguments):
         metadata={"help": "Run fastai's LR finder before each stage: lr_find.png in its folder, suggestions printed."},
     )
     classifier_batch_size: int = field(default=32, metadata={"help": "Documents per classifier batch."})
+    early_stopping_holdout: int = early_stopping_holdout_field()
+    early_stopping_patience: int | None = early_stopping_patience_field()
     backwards: bool = field(
         default=False, metadata={"help": "Train a backward model (reads each text right to left); from scratch."}
     )
@@ -376,6 +380,8 @@ def train_direction(args, data_args, training_args, splits, lm_texts: list[str],
         batch_order=args.batch_order,
         lr=args.classifier_lr,
         lr_find=args.lr_find,
+        early_stopping_holdout=args.early_stopping_holdout,
+        early_stopping_patience=args.early_stopping_patience,
     )
     classifier_training = stage_args(training_args, output_dir, args.classifier_epochs, args.classifier_batch_size)
     _, metrics = train_classifier(

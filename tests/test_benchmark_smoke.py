@@ -12,6 +12,7 @@ import pytest
 import torch
 from conftest import REPO_ROOT
 from test_examples import small_converted_lm
+from transformers import TrainingArguments
 
 pytestmark = pytest.mark.slow  # subprocesses
 
@@ -132,3 +133,46 @@ def test_lm_speed_benchmark_runs_both_page_sizes():
     thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
     if thp.is_file() and "[never]" not in thp.read_text():
         assert faults[1] < faults[0] / 4
+
+
+def test_early_stopping_benchmark_on_toy_language_models(tmp_path):
+    """`benchmarks/early_stopping.py` from a work folder of forward and backward language models (toy size, made
+    here): every holdout's classifiers and ensemble per seed, recorded, skipped when rerun, and the table."""
+    import numpy as np
+    import pandas as pd
+
+    from hf_bpt3c.training.scripts import LanguageModelArguments, train_language_model
+
+    rng = np.random.default_rng(0)
+    words = "good bad film plot acting great dull long fun slow story cast".split()
+    texts = [" ".join(rng.choice(words, size=int(rng.integers(4, 12)))) for _ in range(40)]
+    labels = ["pos" if text.count("good") >= text.count("bad") else "neg" for text in texts]
+    pd.DataFrame({"text": texts, "label": labels, "is_valid": [i >= 30 for i in range(40)]}).to_csv(
+        tmp_path / "texts.csv", index=False
+    )
+    tokenizer = None
+    for direction in ("forward", "backward"):
+        lm_dir = tmp_path / "work" / "ours-seed0" / direction / "language_model"
+        lm_args = LanguageModelArguments(
+            embedding_size=8, hidden_size=12, num_hidden_layers=2, bptt=8, min_freq=1,
+            backwards=True if direction == "backward" else None,
+        )  # fmt: skip
+        training = TrainingArguments(str(lm_dir), num_train_epochs=1, report_to=[], use_cpu=True, save_strategy="no")
+        _, tokenizer, _ = train_language_model(lm_args, training, texts, texts[30:], tokenizer)
+
+    script = REPO_ROOT / "benchmarks" / "early_stopping.py"
+    output = tmp_path / "early_stopping.json"
+    command = [sys.executable, str(script), "--train_file", str(tmp_path / "texts.csv"), "--workdir"]
+    command += [str(tmp_path / "work"), "--seeds", "0", "--holdouts", "0", "20", "--output", str(output)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(output.read_text())
+    assert set(report) == {"0", "20"}
+    for holdout, runs in report.items():
+        run = runs["0"]
+        assert 0.0 <= run["ensemble"] <= 1.0 and all(0.0 <= run[d]["accuracy"] <= 1.0 for d in ("forward", "backward"))
+        assert (run["forward"]["kept_epoch"] is None) == (holdout == "0")
+    assert "| 20% | 0 |" in result.stdout
+    again = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
+    assert again.returncode == 0 and "seed 0: {" not in again.stdout and "| 20% | 0 |" in again.stdout  # nothing rerun
+    assert json.loads(output.read_text()) == report

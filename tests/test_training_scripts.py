@@ -17,12 +17,14 @@ from conftest import REPO_ROOT
 from transformers import EvalPrediction, HfArgumentParser, TrainingArguments
 from transformers.trainer_utils import IntervalStrategy
 
+from hf_bpt3c import AwdLstmForSequenceClassification
 from hf_bpt3c.training.scripts import (
     CARD_METRICS,
     ClassifierArguments,
     DataArguments,
     LanguageModelArguments,
     file_builder,
+    held_out_split,
     last_checkpoint,
     load_splits,
     log_for_curves,
@@ -272,3 +274,106 @@ def test_the_language_model_then_the_classifier_at_toy_size(tmp_path):
     assert trainer.model.config.id2label == {0: "negative", 1: "positive"}
     assert (tmp_path / "clf" / "model.safetensors").is_file() and (tmp_path / "clf" / "all_results.json").is_file()
     assert trainer.model.model_card_info["training"]["learning rate (head)"] == 1e-2
+
+
+def toy_language_model(tmp_path):
+    torch.manual_seed(0)
+    train_texts, train_labels = texts_and_labels(24, seed=0)
+    eval_texts, eval_labels = texts_and_labels(8, seed=1)
+    lm_args = LanguageModelArguments(embedding_size=8, hidden_size=12, num_hidden_layers=2, bptt=8, min_freq=1)
+    lm_training = training_args(tmp_path / "lm", num_train_epochs=1, per_device_train_batch_size=2)
+    _, tokenizer, _ = train_language_model(lm_args, lm_training, train_texts, eval_texts)
+    import datasets
+
+    splits = datasets.DatasetDict(
+        train=datasets.Dataset.from_dict({"text": train_texts, "label": train_labels}),
+        validation=datasets.Dataset.from_dict({"text": eval_texts, "label": eval_labels}),
+    )
+    return splits, tokenizer
+
+
+def validation_loss(model, tokenizer, split) -> float:
+    """The mean cross-entropy of `model` on `split`, one padded batch (BPT3C is batch invariant)."""
+    batch = tokenizer(list(split["text"]), padding=True, return_tensors="pt")
+    labels = torch.tensor([model.config.label2id[label] for label in split["label"]])
+    with torch.no_grad():
+        return model.eval()(**batch, labels=labels).loss.item()
+
+
+def test_early_stopping_keeps_the_epoch_of_the_lowest_held_out_loss(tmp_path):
+    from safetensors.torch import load_file
+
+    splits, tokenizer = toy_language_model(tmp_path)
+    args = ClassifierArguments(model_name_or_path=str(tmp_path / "lm"), bptt=8, max_len=24, early_stopping_holdout=25)
+    out = tmp_path / "clf"
+    classifier_training = training_args(out, num_train_epochs=5, per_device_train_batch_size=4, save_strategy="epoch")
+    trainer, metrics = train_classifier(args, classifier_training, splits, "text", tokenizer, metrics_dir=METRICS_DIR)
+
+    card = trainer.model.model_card_info["training"]
+    assert card["training documents"] == 18 and card["held out for early stopping"] == 6
+    *held_out_losses, final = [
+        (log["eval_loss"], log["epoch"]) for log in trainer.state.log_history if "eval_loss" in log
+    ]
+    assert len(held_out_losses) == 5 and final[0] == metrics["eval_loss"]
+    best_loss, best_epoch = min(held_out_losses)
+    assert card["kept epoch"] == best_epoch
+    # the saved weights are those of the kept epoch's checkpoint
+    saved = load_file(out / "model.safetensors")
+    kept = load_file(out / f"checkpoint-{round(best_epoch * 5)}" / "model.safetensors")
+    assert saved.keys() == kept.keys() and all(torch.equal(saved[k], kept[k]) for k in saved)
+    # the reported metrics are the validation split's, not the held-out documents'
+    model = AwdLstmForSequenceClassification.from_pretrained(out)
+    assert metrics["eval_loss"] == pytest.approx(validation_loss(model, tokenizer, splits["validation"]), rel=1e-5)
+
+
+def test_early_stopping_split_is_seeded_and_its_checkpoints_go_unless_asked_for(tmp_path):
+    splits, tokenizer = toy_language_model(tmp_path)
+    args = ClassifierArguments(
+        model_name_or_path=str(tmp_path / "lm"),
+        bptt=8,
+        max_len=24,
+        early_stopping_holdout=25,
+        early_stopping_patience=1,
+    )
+    first, held_out = held_out_split(args, training_args(tmp_path, seed=3), splits["train"])
+    again, held_out_again = held_out_split(args, training_args(tmp_path, seed=3), splits["train"])
+    texts = {name: list(rows["text"]) for name, rows in (("first", first), ("held_out", held_out), ("again", again))}
+    assert len(held_out) == 6 and texts["held_out"] == list(held_out_again["text"]) and texts["first"] == texts["again"]
+    assert sorted(texts["first"] + texts["held_out"]) == sorted(splits["train"]["text"])
+    _, other = held_out_split(args, training_args(tmp_path, seed=4), splits["train"])
+    assert list(other["text"]) != texts["held_out"]
+
+    out = tmp_path / "clf"
+    classifier_training = training_args(out, num_train_epochs=6, per_device_train_batch_size=4)
+    trainer, _ = train_classifier(args, classifier_training, splits, "text", tokenizer, metrics_dir=METRICS_DIR)
+    assert not list(out.glob("checkpoint-*")) and (out / "model.safetensors").is_file()
+    *held_out_losses, _ = [log["eval_loss"] for log in trainer.state.log_history if "eval_loss" in log]
+    # patience 1: training stops at the first epoch whose held-out loss is not lower than the best before it
+    stop = next((i for i in range(1, len(held_out_losses)) if held_out_losses[i] >= min(held_out_losses[:i])), None)
+    assert len(held_out_losses) == (6 if stop is None else stop + 1)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"early_stopping_holdout": 100}, "0-99"),
+        ({"early_stopping_holdout": -5}, "0-99"),
+        ({"early_stopping_patience": 2}, "needs --early_stopping_holdout"),
+        ({"early_stopping_holdout": 10, "early_stopping_patience": 0}, "needs --early_stopping_holdout"),
+    ],
+)
+def test_early_stopping_arguments_are_checked(tmp_path, overrides, message):
+    import datasets
+
+    args = ClassifierArguments(model_name_or_path="unused", **overrides)
+    rows = datasets.Dataset.from_dict({"text": ["a"] * 10, "label": ["x"] * 10})
+    with pytest.raises(ValueError, match=message):
+        held_out_split(args, training_args(tmp_path), rows)
+
+
+def test_early_stopping_refuses_step_checkpoints(tmp_path):
+    splits, tokenizer = toy_language_model(tmp_path)
+    args = ClassifierArguments(model_name_or_path=str(tmp_path / "lm"), bptt=8, max_len=24, early_stopping_holdout=25)
+    steps = training_args(tmp_path / "clf", save_strategy="steps", save_steps=2)
+    with pytest.raises(ValueError, match="--save_strategy"):
+        train_classifier(args, steps, splits, "text", tokenizer, metrics_dir=METRICS_DIR)

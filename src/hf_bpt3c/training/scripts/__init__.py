@@ -7,7 +7,7 @@ built from, for scripts of your own:
 - `runs`: learning rates (a number or the LR finder's `valley`), logging for the training curves, checkpoints;
 - `language_model`: `train_language_model`, ULMFiT's stages 1 and 2;
 - `labels` and `metrics`: the classifier's targets read from the data, `compute_metrics` by problem type;
-- `classifier`: `train_classifier`, ULMFiT's stage 3;
+- `classifier`: `train_classifier`, ULMFiT's stage 3 (`held_out_split`: its optional early-stopping documents);
 - `predictions`: `write_predictions`, a predictions file from one classifier or an ensemble.
 """
 
@@ -21,9 +21,11 @@ from .arguments import (
     LanguageModelArguments,
     batch_order_field,
     classifier_pooling_field,
+    early_stopping_holdout_field,
+    early_stopping_patience_field,
     training_defaults,
 )
-from .classifier import build_classifier, train_classifier
+from .classifier import build_classifier, held_out_split, train_classifier
 from .labels import PROBLEM_TYPES, Targets, encode_split, fit_targets, label_columns, model_targets
 from .language_model import (
     NEW_MODEL_SIZES,
@@ -90,6 +92,8 @@ __all__ = [
     "CLASSIFIER_POOLINGS",
     "batch_order_field",
     "classifier_pooling_field",
+    "early_stopping_holdout_field",
+    "early_stopping_patience_field",
     "training_defaults",
     "TOKENIZER_TYPES",
     "build_tokenizer",
@@ -113,6 +117,7 @@ __all__ = [
     "summary",
     "report",
     "build_classifier",
+    "held_out_split",
     "train_classifier",
     "predicted_values",
     "mean_outputs",

@@ -43,6 +43,25 @@ def batch_order_field():
     )
 
 
+def early_stopping_holdout_field():
+    """`--early_stopping_holdout`, as every script that trains a classifier takes it."""
+    return field(
+        default=0,
+        metadata={
+            "help": "Percent of the training documents held out (seeded) to pick the classifier's epoch: the one of "
+            "the lowest loss on them is kept (Trainer's load_best_model_at_end). 0: train on all, keep the last."
+        },
+    )
+
+
+def early_stopping_patience_field():
+    """`--early_stopping_patience`, as every script that trains a classifier takes it."""
+    return field(
+        default=None,
+        metadata={"help": "With --early_stopping_holdout: stop after this many epochs without a lower held-out loss."},
+    )
+
+
 @dataclass
 class DataArguments:
     """Where the texts come from: local CSV/JSON(L) files or a `datasets` name."""
@@ -109,6 +128,8 @@ class ClassifierArguments(LabelArguments):
     gradual_unfreezing: bool = field(default=True, metadata={"help": "Head first, one more layer group per epoch."})
     ar_alpha: float = field(default=2.0, metadata={"help": "Activation regularisation (0 switches it off)."})
     tar_beta: float = field(default=1.0, metadata={"help": "Temporal activation regularisation (0: off)."})
+    early_stopping_holdout: int = early_stopping_holdout_field()
+    early_stopping_patience: int | None = early_stopping_patience_field()
     test_file: str | None = field(
         default=None,
         metadata={"help": "CSV or JSON lines file to classify with --do_predict (--text_column): predictions.csv."},

@@ -1,12 +1,16 @@
 """ULMFiT's stage 3 as one function: a BPT3C classifier trained from an AWD-LSTM language model with `Trainer` and
 fastai's recipe (classifier dropouts, discriminative learning rates, gradual unfreezing, one-cycle or slanted
-triangular schedule, AR/TAR), saved as a Hub-ready folder with its model card and training curves."""
+triangular schedule, AR/TAR; optionally the epoch of the lowest loss on held-out training documents), saved as a
+Hub-ready folder with its model card and training curves."""
 
 from __future__ import annotations
 
+import dataclasses
+import glob
 import os
+import shutil
 
-from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainingArguments
 
 from ...models.awd_lstm import AwdLstmConfig, AwdLstmForSequenceClassification, AwdLstmTokenizer
 from ..callbacks import ActivationRegularizationCallback, EvaluationRandomStateCallback, GradualUnfreezingCallback
@@ -60,6 +64,58 @@ def ordered_for_training(args: ClassifierArguments, training_args: TrainingArgum
     return train_data
 
 
+def held_out_split(args: ClassifierArguments, training_args: TrainingArguments, train_split):
+    """`(training rows, held-out rows)`: `args.early_stopping_holdout` percent of `train_split` held out with the
+    run's seed (`data_seed` if set), or `(train_split, None)` at 0."""
+    percent, patience = args.early_stopping_holdout, args.early_stopping_patience
+    if not isinstance(percent, int) or not 0 <= percent < 100:
+        raise ValueError(f"--early_stopping_holdout is a percent of the training documents, 0-99 (got {percent!r})")
+    if patience is not None and (percent == 0 or patience < 1):
+        raise ValueError(
+            f"--early_stopping_patience needs --early_stopping_holdout > 0 and is a number of epochs >= 1 "
+            f"(got patience {patience!r}, holdout {percent!r})"
+        )
+    if percent == 0:
+        return train_split, None
+    seed = training_args.seed if training_args.data_seed is None else training_args.data_seed
+    parts = train_split.train_test_split(test_size=percent / 100, seed=seed)
+    return parts["train"], parts["test"]
+
+
+def early_stopping_args(training_args: TrainingArguments) -> TrainingArguments:
+    """`training_args` that evaluate the held-out documents and save a checkpoint after every epoch and reload the
+    epoch of the lowest held-out loss at the end (one checkpoint kept besides the best unless `save_total_limit`
+    says otherwise)."""
+    for name in ("eval_strategy", "save_strategy"):
+        if getattr(training_args, name) not in ("no", "epoch"):
+            raise ValueError(
+                f"--early_stopping_holdout evaluates and saves after every epoch: leave --{name} at 'no' or set it "
+                f"to 'epoch' (got {getattr(training_args, name)!r})"
+            )
+    return dataclasses.replace(
+        training_args,
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        load_best_model_at_end=True,
+        metric_for_best_model="loss",
+        greater_is_better=False,
+        save_total_limit=training_args.save_total_limit or 1,
+    )
+
+
+def kept_epoch(trainer: Trainer) -> float | None:
+    """The epoch whose held-out loss was the lowest (the weights `load_best_model_at_end` reloaded)."""
+    best = trainer.state.best_metric
+    epochs = [log["epoch"] for log in trainer.state.log_history if log.get("eval_loss") == best]
+    return epochs[0] if epochs else None
+
+
+def remove_checkpoints(output_dir: str) -> None:
+    """Delete the `checkpoint-N` folders that only served to pick the epoch (the user asked for no checkpoints)."""
+    for path in glob.glob(os.path.join(output_dir, "checkpoint-*")):
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def train_classifier(
     args: ClassifierArguments,
     training_args: TrainingArguments,
@@ -75,10 +131,15 @@ def train_classifier(
     the trainer and the metrics."""
     tokenizer = tokenizer or AwdLstmTokenizer.from_pretrained(args.tokenizer_name or args.model_name_or_path)
     targets = fit_targets(args, splits["train"])
+    train_split, held_out = held_out_split(args, training_args, splits["train"])
+    wants_checkpoints = training_args.save_strategy != "no"
+    if held_out is not None:
+        training_args = early_stopping_args(training_args)
     model = build_classifier(args, targets)
     with training_args.main_process_first(desc="tokenizing"):
-        train_data = encode_split(splits["train"], "train", targets, tokenizer, text_column)
+        train_data = encode_split(train_split, "train", targets, tokenizer, text_column)
         eval_data = encode_split(splits["validation"], "validation", targets, tokenizer, text_column)
+        held_out_data = None if held_out is None else encode_split(held_out, "train", targets, tokenizer, text_column)
     train_data = ordered_for_training(args, training_args, train_data)
     log_for_curves(training_args, steps_per_epoch(len(train_data), training_args), len(eval_data) > 0)
     steps = num_training_steps(len(train_data), training_args)
@@ -87,11 +148,13 @@ def train_classifier(
         callbacks = [ActivationRegularizationCallback(args.ar_alpha, args.tar_beta), EvaluationRandomStateCallback()]
         if args.gradual_unfreezing:
             callbacks.append(GradualUnfreezingCallback())
+        if args.early_stopping_patience:
+            callbacks.append(EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience))
         return Trainer(
             model=model,
             args=training_args,
             train_dataset=train_data,
-            eval_dataset=eval_data,
+            eval_dataset=eval_data if held_out_data is None else held_out_data,
             processing_class=tokenizer,
             data_collator=DataCollatorWithPadding(tokenizer),
             compute_metrics=metrics_for(targets.problem_type, metrics_dir),
@@ -106,8 +169,15 @@ def train_classifier(
     if checkpoint is not None:
         print(f"classifier: resuming from {checkpoint}")
     train_metrics = trainer.train(resume_from_checkpoint=checkpoint).metrics
-    eval_metrics = trainer.evaluate()
+    eval_metrics = trainer.evaluate(eval_data)
     metrics = {**train_metrics, **eval_metrics}
+    early_stopping = {}
+    if held_out_data is not None:
+        epoch = kept_epoch(trainer)
+        early_stopping = {"held out for early stopping": len(held_out_data), "kept epoch": epoch}
+        print(f"classifier: kept epoch {epoch} (lowest loss on {len(held_out_data)} held-out training documents)")
+        if not wants_checkpoints and trainer.is_world_process_zero():
+            remove_checkpoints(training_args.output_dir)
     model.model_card_info = {
         "eval_results": {
             **{name: metrics.get(f"eval_{name}") for name in CARD_METRICS[targets.problem_type]},
@@ -127,6 +197,7 @@ def train_classifier(
             "AR/TAR": f"{args.ar_alpha}/{args.tar_beta}",
             "batch size": training_args.per_device_train_batch_size,
             "training documents": len(train_data),
+            **early_stopping,
         },
         **card_language(trainer.processing_class),
     }
@@ -140,4 +211,4 @@ def train_classifier(
     return trainer, metrics
 
 
-__all__ = ["build_classifier", "train_classifier"]
+__all__ = ["build_classifier", "held_out_split", "train_classifier"]
