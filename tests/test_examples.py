@@ -524,6 +524,24 @@ def test_run_classification_multi_label(tmp_path, labels):
         assert [scores[tag] for tag in TAGS] == pytest.approx(probs, abs=1e-5)
 
 
+def test_run_classification_early_stopping_on_held_out_training_texts(tmp_path):
+    """`--early_stopping_holdout 20`: 6 of the 30 training texts held out, the epoch of their lowest loss kept and
+    named in the output and the model card, the validation metrics reported, no checkpoint left behind."""
+    data, lm, _ = tiny_tagged_task(tmp_path)
+    out = tmp_path / "clf"
+    stdout = run_script(
+        "run_classification.py", "--model_name_or_path", lm, "--train_file", data, *TINY_CLASSIFIER,
+        "--problem_type", "multi_label_classification", "--label_column", "tags", "--label_delimiter", ";",
+        "--early_stopping_holdout", "20", "--num_train_epochs", "3", "--output_dir", str(out),
+    )  # fmt: skip
+    assert "lowest loss on 6 held-out training documents" in stdout and "validation metrics: accuracy" in stdout
+    state = json.loads((out / "trainer_state.json").read_text())
+    held_out = [log for log in state["log_history"] if "eval_loss" in log][:-1]  # the last: the validation split
+    kept = min(held_out, key=lambda log: log["eval_loss"])["epoch"]
+    assert len(held_out) == 3 and f"kept epoch {kept}" in stdout
+    assert not list(out.glob("checkpoint-*")) and "held out for early stopping" in (out / "README.md").read_text()
+
+
 def test_run_classification_regression(tmp_path):
     """Regression on a float column: finite MSE, MAE and Pearson; predictions.csv's `prediction` is the saved
     model's output on each text, in the test file's order, which `pipeline("text-classification")` returns as it
