@@ -251,7 +251,8 @@ def texts_and_labels(n: int, seed: int) -> tuple[list[str], list[str]]:
     return texts, ["positive" if text.count("good") >= text.count("bad") else "negative" for text in texts]
 
 
-def test_the_language_model_then_the_classifier_at_toy_size(tmp_path):
+def toy_language_model(tmp_path):
+    """A toy LM trained in `tmp_path/lm` (checked), and the classifier's splits: 24 training, 8 validation texts."""
     torch.manual_seed(0)
     train_texts, train_labels = texts_and_labels(24, seed=0)
     eval_texts, eval_labels = texts_and_labels(8, seed=1)
@@ -260,29 +261,6 @@ def test_the_language_model_then_the_classifier_at_toy_size(tmp_path):
     lm, tokenizer, lm_metrics = train_language_model(lm_args, lm_training, train_texts, eval_texts)
     assert np.isfinite(lm_metrics["perplexity"]) and (tmp_path / "lm" / "lm_results.json").is_file()
     assert lm.config.bptt == 8 and lm_training.train_sampling_strategy == "sequential"
-
-    import datasets
-
-    splits = datasets.DatasetDict(
-        train=datasets.Dataset.from_dict({"text": train_texts, "label": train_labels}),
-        validation=datasets.Dataset.from_dict({"text": eval_texts, "label": eval_labels}),
-    )
-    args = ClassifierArguments(model_name_or_path=str(tmp_path / "lm"), bptt=8, max_len=24)
-    classifier_training = training_args(tmp_path / "clf", num_train_epochs=2, per_device_train_batch_size=4)
-    trainer, metrics = train_classifier(args, classifier_training, splits, "text", tokenizer, metrics_dir=METRICS_DIR)
-    assert 0.0 <= metrics["eval_accuracy"] <= 1.0 and "eval_f1" in metrics
-    assert trainer.model.config.id2label == {0: "negative", 1: "positive"}
-    assert (tmp_path / "clf" / "model.safetensors").is_file() and (tmp_path / "clf" / "all_results.json").is_file()
-    assert trainer.model.model_card_info["training"]["learning rate (head)"] == 1e-2
-
-
-def toy_language_model(tmp_path):
-    torch.manual_seed(0)
-    train_texts, train_labels = texts_and_labels(24, seed=0)
-    eval_texts, eval_labels = texts_and_labels(8, seed=1)
-    lm_args = LanguageModelArguments(embedding_size=8, hidden_size=12, num_hidden_layers=2, bptt=8, min_freq=1)
-    lm_training = training_args(tmp_path / "lm", num_train_epochs=1, per_device_train_batch_size=2)
-    _, tokenizer, _ = train_language_model(lm_args, lm_training, train_texts, eval_texts)
     import datasets
 
     splits = datasets.DatasetDict(
@@ -290,6 +268,17 @@ def toy_language_model(tmp_path):
         validation=datasets.Dataset.from_dict({"text": eval_texts, "label": eval_labels}),
     )
     return splits, tokenizer
+
+
+def test_the_language_model_then_the_classifier_at_toy_size(tmp_path):
+    splits, tokenizer = toy_language_model(tmp_path)
+    args = ClassifierArguments(model_name_or_path=str(tmp_path / "lm"), bptt=8, max_len=24)
+    classifier_training = training_args(tmp_path / "clf", num_train_epochs=2, per_device_train_batch_size=4)
+    trainer, metrics = train_classifier(args, classifier_training, splits, "text", tokenizer, metrics_dir=METRICS_DIR)
+    assert 0.0 <= metrics["eval_accuracy"] <= 1.0 and "eval_f1" in metrics
+    assert trainer.model.config.id2label == {0: "negative", 1: "positive"}
+    assert (tmp_path / "clf" / "model.safetensors").is_file() and (tmp_path / "clf" / "all_results.json").is_file()
+    assert trainer.model.model_card_info["training"]["learning rate (head)"] == 1e-2
 
 
 def validation_loss(model, tokenizer, split) -> float:
