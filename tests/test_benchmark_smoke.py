@@ -163,16 +163,18 @@ def test_early_stopping_benchmark_on_toy_language_models(tmp_path):
     script = REPO_ROOT / "benchmarks" / "early_stopping.py"
     output = tmp_path / "early_stopping.json"
     command = [sys.executable, str(script), "--train_file", str(tmp_path / "texts.csv"), "--workdir"]
-    command += [str(tmp_path / "work"), "--seeds", "0", "--holdouts", "0", "20", "--output", str(output)]
+    command += [str(tmp_path / "work"), "--seeds", "0", "--holdouts", "0", "20", "--metrics", "loss", "accuracy"]
+    command += ["--output", str(output)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(output.read_text())
-    assert set(report) == {"0", "20"}
-    for holdout, runs in report.items():
+    assert set(report) == {"0", "20/loss", "20/accuracy"}
+    for variant, runs in report.items():
         run = runs["0"]
         assert 0.0 <= run["ensemble"] <= 1.0 and all(0.0 <= run[d]["accuracy"] <= 1.0 for d in ("forward", "backward"))
-        assert (run["forward"]["kept_epoch"] is None) == (holdout == "0")
-    assert "| 20% | 0 |" in result.stdout
+        assert (run["forward"]["kept_epoch"] is None) == (variant == "0")
+    assert "| 20/accuracy | 0 |" in result.stdout
     again = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
-    assert again.returncode == 0 and "seed 0: {" not in again.stdout and "| 20% | 0 |" in again.stdout  # nothing rerun
+    assert again.returncode == 0 and "| 20/loss | 0 |" in again.stdout
+    assert "seed 0: {" not in again.stdout  # nothing rerun
     assert json.loads(output.read_text()) == report

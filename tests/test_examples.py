@@ -525,20 +525,24 @@ def test_run_classification_multi_label(tmp_path, labels):
 
 
 def test_run_classification_early_stopping_on_held_out_training_texts(tmp_path):
-    """`--early_stopping_holdout 20`: 6 of the 30 training texts held out, the epoch of their lowest loss kept and
-    named in the output and the model card, the validation metrics reported, no checkpoint left behind."""
+    """`--early_stopping_holdout 20`: 6 of the 30 training texts held out, the first epoch of their best
+    `--metric_for_best_model` kept and named in the output and the model card, the validation metrics reported, no
+    checkpoint left behind."""
     data, lm, _ = tiny_tagged_task(tmp_path)
     out = tmp_path / "clf"
     stdout = run_script(
         "run_classification.py", "--model_name_or_path", lm, "--train_file", data, *TINY_CLASSIFIER,
         "--problem_type", "multi_label_classification", "--label_column", "tags", "--label_delimiter", ";",
-        "--early_stopping_holdout", "20", "--num_train_epochs", "3", "--output_dir", str(out),
+        "--early_stopping_holdout", "20", "--metric_for_best_model", "f1_macro", "--num_train_epochs", "4",
+        "--output_dir", str(out),
     )  # fmt: skip
-    assert "lowest loss on 6 held-out training documents" in stdout and "validation metrics: accuracy" in stdout
+    assert "(best f1_macro on 6 held-out training documents)" in stdout and "validation metrics: accuracy" in stdout
     state = json.loads((out / "trainer_state.json").read_text())
-    held_out = [log for log in state["log_history"] if "eval_loss" in log][:-1]  # the last: the validation split
-    kept = min(held_out, key=lambda log: log["eval_loss"])["epoch"]
-    assert len(held_out) == 3 and f"kept epoch {kept}" in stdout
+    *held_out, validation = [log for log in state["log_history"] if "eval_loss" in log]
+    best = max(log["eval_f1_macro"] for log in held_out)
+    kept = next(log["epoch"] for log in held_out if log["eval_f1_macro"] == best)
+    assert len(held_out) == 4 and f"kept epoch {kept} " in stdout
+    assert json.loads((out / "eval_results.json").read_text())["eval_loss"] == validation["eval_loss"]
     assert not list(out.glob("checkpoint-*")) and "held out for early stopping" in (out / "README.md").read_text()
 
 

@@ -49,7 +49,8 @@ def early_stopping_holdout_field():
         default=0,
         metadata={
             "help": "Percent of the training documents held out (seeded) to pick the classifier's epoch: the one of "
-            "the lowest loss on them is kept (Trainer's load_best_model_at_end). 0: train on all, keep the last."
+            "the lowest loss on them (or the best --metric_for_best_model, e.g. accuracy) is kept (Trainer's "
+            "load_best_model_at_end). 0: train on all, keep the last."
         },
     )
 

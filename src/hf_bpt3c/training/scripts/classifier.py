@@ -84,8 +84,8 @@ def held_out_split(args: ClassifierArguments, training_args: TrainingArguments, 
 
 def early_stopping_args(training_args: TrainingArguments) -> TrainingArguments:
     """`training_args` that evaluate the held-out documents and save a checkpoint after every epoch and reload the
-    epoch of the lowest held-out loss at the end (one checkpoint kept besides the best unless `save_total_limit`
-    says otherwise)."""
+    best epoch at the end: that of the lowest held-out loss, or of the best `metric_for_best_model` when the user set
+    one (e.g. `accuracy`); one checkpoint is kept besides the best unless `save_total_limit` says otherwise."""
     for name in ("eval_strategy", "save_strategy"):
         if getattr(training_args, name) not in ("no", "epoch"):
             raise ValueError(
@@ -97,16 +97,17 @@ def early_stopping_args(training_args: TrainingArguments) -> TrainingArguments:
         eval_strategy="epoch",
         save_strategy="epoch",
         load_best_model_at_end=True,
-        metric_for_best_model="loss",
-        greater_is_better=False,
+        metric_for_best_model=training_args.metric_for_best_model or "loss",
+        greater_is_better=training_args.greater_is_better,  # None: Trainer's rule (lower is better for a loss)
         save_total_limit=training_args.save_total_limit or 1,
     )
 
 
 def kept_epoch(trainer: Trainer) -> float | None:
-    """The epoch whose held-out loss was the lowest (the weights `load_best_model_at_end` reloaded)."""
-    best = trainer.state.best_metric
-    epochs = [log["epoch"] for log in trainer.state.log_history if log.get("eval_loss") == best]
+    """The epoch of the best held-out metric (the weights `load_best_model_at_end` reloaded)."""
+    name = trainer.args.metric_for_best_model
+    key = name if name.startswith("eval_") else f"eval_{name}"
+    epochs = [log["epoch"] for log in trainer.state.log_history if log.get(key) == trainer.state.best_metric]
     return epochs[0] if epochs else None
 
 
@@ -174,8 +175,13 @@ def train_classifier(
     early_stopping = {}
     if held_out_data is not None:
         epoch = kept_epoch(trainer)
-        early_stopping = {"held out for early stopping": len(held_out_data), "kept epoch": epoch}
-        print(f"classifier: kept epoch {epoch} (lowest loss on {len(held_out_data)} held-out training documents)")
+        early_stopping = {
+            "held out for early stopping": len(held_out_data),
+            "early stopping metric": training_args.metric_for_best_model,
+            "kept epoch": epoch,
+        }
+        metric = training_args.metric_for_best_model
+        print(f"classifier: kept epoch {epoch} (best {metric} on {len(held_out_data)} held-out training documents)")
         if not wants_checkpoints and trainer.is_world_process_zero():
             remove_checkpoints(training_args.output_dir)
     model.model_card_info = {
