@@ -59,7 +59,7 @@ def early_stopping_patience_field():
     """`--early_stopping_patience`, as every script that trains a classifier takes it."""
     return field(
         default=None,
-        metadata={"help": "With --early_stopping_holdout: stop after this many epochs without a lower held-out loss."},
+        metadata={"help": "With --early_stopping_holdout: stop after this many epochs with no better held-out metric."},
     )
 
 

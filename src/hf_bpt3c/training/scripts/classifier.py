@@ -1,7 +1,7 @@
 """ULMFiT's stage 3 as one function: a BPT3C classifier trained from an AWD-LSTM language model with `Trainer` and
 fastai's recipe (classifier dropouts, discriminative learning rates, gradual unfreezing, one-cycle or slanted
-triangular schedule, AR/TAR; optionally the epoch of the lowest loss on held-out training documents), saved as a
-Hub-ready folder with its model card and training curves."""
+triangular schedule, AR/TAR; optionally the best epoch on held-out training documents), saved as a Hub-ready folder
+with its model card and training curves."""
 
 from __future__ import annotations
 
@@ -111,9 +111,14 @@ def kept_epoch(trainer: Trainer) -> float | None:
     return epochs[0] if epochs else None
 
 
-def remove_checkpoints(output_dir: str) -> None:
-    """Delete the `checkpoint-N` folders that only served to pick the epoch (the user asked for no checkpoints)."""
-    for path in glob.glob(os.path.join(output_dir, "checkpoint-*")):
+def checkpoints_in(output_dir: str) -> set[str]:
+    return set(glob.glob(os.path.join(output_dir, "checkpoint-*")))
+
+
+def remove_checkpoints(output_dir: str, keep: set[str]) -> None:
+    """Delete the `checkpoint-N` folders that only served to pick the epoch (the user asked for no checkpoints),
+    all but those in `keep` (there before this run)."""
+    for path in checkpoints_in(output_dir) - keep:
         shutil.rmtree(path, ignore_errors=True)
 
 
@@ -134,6 +139,7 @@ def train_classifier(
     targets = fit_targets(args, splits["train"])
     train_split, held_out = held_out_split(args, training_args, splits["train"])
     wants_checkpoints = training_args.save_strategy != "no"
+    checkpoints_before = checkpoints_in(training_args.output_dir)
     if held_out is not None:
         training_args = early_stopping_args(training_args)
     model = build_classifier(args, targets)
@@ -183,7 +189,7 @@ def train_classifier(
         metric = training_args.metric_for_best_model
         print(f"classifier: kept epoch {epoch} (best {metric} on {len(held_out_data)} held-out training documents)")
         if not wants_checkpoints and trainer.is_world_process_zero():
-            remove_checkpoints(training_args.output_dir)
+            remove_checkpoints(training_args.output_dir, keep=checkpoints_before)
     model.model_card_info = {
         "eval_results": {
             **{name: metrics.get(f"eval_{name}") for name in CARD_METRICS[targets.problem_type]},
