@@ -138,9 +138,10 @@ def train_classifier(
     tokenizer = tokenizer or AwdLstmTokenizer.from_pretrained(args.tokenizer_name or args.model_name_or_path)
     targets = fit_targets(args, splits["train"])
     train_split, held_out = held_out_split(args, training_args, splits["train"])
-    wants_checkpoints = training_args.save_strategy != "no"
-    checkpoints_before = checkpoints_in(training_args.output_dir)
+    checkpoints_to_keep = None  # with early stopping and no checkpoints asked for: those there before this run
     if held_out is not None:
+        if training_args.save_strategy == "no":
+            checkpoints_to_keep = checkpoints_in(training_args.output_dir)
         training_args = early_stopping_args(training_args)
     model = build_classifier(args, targets)
     with training_args.main_process_first(desc="tokenizing"):
@@ -188,8 +189,8 @@ def train_classifier(
         }
         metric = training_args.metric_for_best_model
         print(f"classifier: kept epoch {epoch} (best {metric} on {len(held_out_data)} held-out training documents)")
-        if not wants_checkpoints and trainer.is_world_process_zero():
-            remove_checkpoints(training_args.output_dir, keep=checkpoints_before)
+        if checkpoints_to_keep is not None and trainer.is_world_process_zero():
+            remove_checkpoints(training_args.output_dir, keep=checkpoints_to_keep)
     model.model_card_info = {
         "eval_results": {
             **{name: metrics.get(f"eval_{name}") for name in CARD_METRICS[targets.problem_type]},
