@@ -24,8 +24,8 @@ ULMFiT's forward + backward ensemble: `--bidirectional` trains both directions (
 sharing one tokenizer), evaluates each and the mean of their probabilities, and writes the three to
 `eval_results.json` (`forward_accuracy`, `backward_accuracy`, `ensemble_accuracy`, ...); `--backwards` trains only
 the backward one. Add `--quick` for a small smoke-size run (CI).
-The best accuracy on a CPU (docs/accuracy.md: 0.828 on the IMDb sample in under 25 minutes on two cores): the
-language model also reads unlabelled texts of the same domain, here 25,000 IMDb reviews for one epoch, both ways:
+The best accuracy on a CPU (docs/accuracy.md: 0.828 on the IMDb sample in under 25 minutes on two AVX-512 cores):
+the language model also reads unlabelled texts of the same domain, here 25,000 IMDb reviews for one epoch, both ways:
     python examples/run_ulmfit.py --train_file ... (as above) --lm_extra_file unsup.jsonl \
         --lm_extra_max_texts 25000 --lm_epochs 1 --bidirectional
 `--do_predict --test_file FILE` writes `predictions.csv` into `--output_dir` as run_classification.py does (with
